@@ -1,0 +1,11 @@
+/** The IoT Hub protocol core: no Node-RED import. */
+export * from './message';
+export * from './errors';
+export * from './connection-string';
+export * from './sas';
+export * from './property-bag';
+export * from './amqp-codec';
+export * from './feedback';
+export * from './retry';
+export * from './outgoing';
+export * from './delivery-tracker';

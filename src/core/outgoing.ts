@@ -1,0 +1,126 @@
+/**
+ * Turns what a flow hands the c2d send node (payload plus evaluated mapping rows)
+ * into a C2DMessage, or a clear error that names the row and the fix. Pure: no I/O.
+ */
+import { randomUUID } from 'node:crypto';
+import Mustache from 'mustache';
+import { IotHubError } from './errors';
+import { AckMode, ACK_MODES, C2DMessage, MAX_C2D_MESSAGE_BYTES, MAX_MESSAGE_ID_LENGTH, messageSize } from './message';
+
+/** A row of the node's mapping table as saved in the flow. */
+export interface MappingRow {
+  name: string;
+  value: string;
+  valueType: string;
+}
+
+/** A mapping row after its value was evaluated against the msg. */
+export interface EvaluatedRow {
+  name: string;
+  value: unknown;
+  /** 1-based row number, for error messages. */
+  row: number;
+}
+
+/** Mapping names that set a system property instead of an application property. */
+export const SYSTEM_PROPERTY_NAMES = ['messageId', 'correlationId', 'contentType', 'contentEncoding'] as const;
+type SystemPropertyName = (typeof SYSTEM_PROPERTY_NAMES)[number];
+
+export const MAPPING_VALUE_TYPES = ['msg', 'flow', 'global', 'env', 'str', 'num', 'json', 'jsonata', 'template'] as const;
+
+function invalid(field: string, text: string): IotHubError {
+  return new IotHubError('INVALID_MESSAGE', text, { field });
+}
+
+/** Renders a mustache template against the msg without HTML escaping (values go on the wire, not into a page). */
+export function renderTemplate(template: string, view: unknown): string {
+  return Mustache.render(template, view, {}, { escape: (s: string) => s });
+}
+
+/** Body and implied content type for a msg.payload. */
+export function payloadToBody(payload: unknown): { body: Buffer; contentType?: string } {
+  if (Buffer.isBuffer(payload)) return { body: payload };
+  if (typeof payload === 'string') return { body: Buffer.from(payload, 'utf8') };
+  if (typeof payload === 'number' || typeof payload === 'boolean') return { body: Buffer.from(String(payload), 'utf8') };
+  if (payload === undefined || payload === null) {
+    throw invalid('payload', 'msg.payload is empty: set it to a string, Buffer, number or object to send');
+  }
+  if (typeof payload === 'object') {
+    let json: string;
+    try {
+      json = JSON.stringify(payload);
+    } catch (err) {
+      throw invalid('payload', `msg.payload cannot be serialised to JSON (${(err as Error).message}): send a string or Buffer instead`);
+    }
+    return { body: Buffer.from(json, 'utf8'), contentType: 'application/json' };
+  }
+  throw invalid('payload', `msg.payload of type ${typeof payload} cannot be sent: use a string, Buffer, number or object`);
+}
+
+/** Reads an ack mode from the msg or the node setting. */
+export function parseAck(value: unknown, field: string): AckMode {
+  if (typeof value === 'string' && (ACK_MODES as readonly string[]).includes(value)) return value as AckMode;
+  throw invalid(field, `${field} must be one of ${ACK_MODES.join(', ')} (got ${JSON.stringify(value)})`);
+}
+
+/** Absolute expiry in ms from a Date, epoch ms or ISO text. */
+export function parseExpiry(value: unknown, field: string): number {
+  const ms = value instanceof Date ? value.getTime()
+    : typeof value === 'number' ? value
+      : typeof value === 'string' ? Date.parse(value) : NaN;
+  if (!Number.isFinite(ms) || ms <= 0) {
+    throw invalid(field, `${field} must be a Date, an ISO 8601 time or epoch milliseconds`);
+  }
+  return ms;
+}
+
+function propertyText(r: EvaluatedRow): string {
+  const v = r.value;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  if (typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  const what = v === undefined ? 'is undefined' : v === null ? 'is null' : `is ${Array.isArray(v) ? 'an array' : 'a ' + typeof v}`;
+  throw invalid(`mappings[${r.row}]`, `property row ${r.row} "${r.name}": its value ${what}; it must be a string, number or boolean`);
+}
+
+export interface OutgoingInput {
+  payload: unknown;
+  rows: EvaluatedRow[];
+  ack: AckMode;
+  /** Relative time to live in seconds (node setting). */
+  ttlSec?: number;
+  /** Absolute expiry in ms (msg.expiryTimeUtc); wins over ttlSec. */
+  expiryTimeUtc?: number;
+  now?: number;
+  newId?: () => string;
+}
+
+/** Builds and validates the message; throws IotHubError('INVALID_MESSAGE') naming the field. */
+export function buildC2DMessage(input: OutgoingInput): C2DMessage {
+  const { body, contentType } = payloadToBody(input.payload);
+  const m: C2DMessage = { body, properties: {}, ack: input.ack };
+  if (contentType) m.contentType = contentType;
+  for (const r of input.rows) {
+    const name = typeof r.name === 'string' ? r.name.trim() : '';
+    if (!name) throw invalid(`mappings[${r.row}]`, `property row ${r.row} has no name: give it a name or remove the row`);
+    const value = propertyText(r);
+    if ((SYSTEM_PROPERTY_NAMES as readonly string[]).includes(name)) {
+      m[name as SystemPropertyName] = value;
+    } else if (name.toLowerCase() === 'iothub-ack') {
+      throw invalid(`mappings[${r.row}]`, `property row ${r.row}: "iothub-ack" is set by the node's acknowledgement setting or msg.ack, not by a row`);
+    } else {
+      m.properties[name] = value;
+    }
+  }
+  if (m.messageId === undefined) m.messageId = (input.newId ?? randomUUID)();
+  if (m.messageId.length === 0 || m.messageId.length > MAX_MESSAGE_ID_LENGTH || !/^[\x20-\x7e]+$/.test(m.messageId)) {
+    throw invalid('messageId', `messageId must be 1 to ${MAX_MESSAGE_ID_LENGTH} printable ASCII characters (got ${m.messageId.length})`);
+  }
+  if (input.expiryTimeUtc !== undefined) m.expiryTimeUtc = input.expiryTimeUtc;
+  else if (input.ttlSec !== undefined && input.ttlSec > 0) m.expiryTimeUtc = (input.now ?? Date.now()) + input.ttlSec * 1000;
+  const size = messageSize(m);
+  if (size > MAX_C2D_MESSAGE_BYTES) {
+    throw invalid('payload', `the message is ${size} bytes; IoT Hub accepts at most ${MAX_C2D_MESSAGE_BYTES} (body plus properties): make the payload smaller`);
+  }
+  return m;
+}
