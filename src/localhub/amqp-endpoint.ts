@@ -1,0 +1,381 @@
+/**
+ * The local hub's AMQP 1.0 endpoint (rhea in listen mode): CBS put-token, the service's C2D sender and
+ * feedback receiver links, and the device's C2D receiver link (PROTOCOL.md sections 4 to 6).
+ */
+import * as net from 'node:net';
+import { Connection, create_container, Delivery, EventContext, Message, message as rheaMessage, Receiver, Sender, string_to_uuid, types } from 'rhea';
+import { deviceIdFromTo, fromAmqpMessage, toAmqpMessage } from '../core/amqp-codec';
+import { AMQP_CONDITIONS, IotHubError } from '../core/errors';
+import { encodeFeedbackBody, FEEDBACK_CONTENT_TYPE } from '../core/feedback';
+import { HubContext } from './context';
+import { FeedbackBatch, QueuedMessage } from './queues';
+import { Identity } from './registry';
+
+interface ConnState {
+  devices: Map<string, number>;
+  service?: { se: number };
+  cbsSender?: Sender;
+  settle: Settler;
+}
+
+/** Settles deliveries one outcome per tick: rhea can coalesce same-tick dispositions under the first outcome. */
+class Settler {
+  private queue: (() => string)[] = [];
+  private scheduled = false;
+  push(fn: () => string): void {
+    this.queue.push(fn);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.drain());
+    }
+  }
+  private drain(): void {
+    let outcome: string | undefined;
+    while (this.queue.length > 0) {
+      // Peek by running: each fn settles and returns its outcome name; stop when it changes.
+      const fn = this.queue[0];
+      const next = (fn as unknown as { outcome?: string }).outcome;
+      if (outcome !== undefined && next !== outcome) break;
+      this.queue.shift();
+      outcome = fn();
+    }
+    this.scheduled = false;
+    if (this.queue.length > 0) {
+      this.scheduled = true;
+      setImmediate(() => this.drain());
+    }
+  }
+  settle(outcome: string, fn: () => void): void {
+    const f = Object.assign(() => {
+      fn();
+      return outcome;
+    }, { outcome });
+    this.push(f);
+  }
+}
+
+class SaslMechanism {
+  outcome: boolean | undefined;
+  username: string | undefined;
+  constructor(private readonly check: (response: Buffer | undefined, m: SaslMechanism) => boolean) {}
+  start(response?: Buffer): void {
+    this.outcome = this.check(response, this);
+  }
+}
+
+const path = (address: string | undefined): string => (address ?? '').replace(/^amqps?:\/\/[^/]+/i, '').toLowerCase();
+
+function unauthorizedLink(link: Sender | Receiver, text: string): void {
+  link.close({ condition: AMQP_CONDITIONS.unauthorized, description: text });
+}
+
+export interface AmqpEndpoint {
+  listenTls(port: number, host: string, key: string, cert: string): Promise<number>;
+  listenPlain(port: number, host: string): Promise<number>;
+  acceptWebSocket(ws: unknown): void;
+  close(): Promise<void>;
+}
+
+export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
+  const container = create_container({ id: `iothub-local-${hub.hubName}` });
+  const states = new WeakMap<Connection, ConnState>();
+  const connections = new Set<Connection>();
+  const servers: net.Server[] = [];
+  const serverOptions = { autoaccept: false, autosettle: false, tcp_no_delay: true };
+
+  const mechanisms = container.sasl_server_mechanisms as unknown as Record<string, () => SaslMechanism>;
+  (container.sasl_server_mechanisms as unknown as { enable_anonymous(): void }).enable_anonymous();
+  // MSSBCBS: "I will authenticate over $cbs". Accept and wait for put-token.
+  mechanisms.MSSBCBS = () => new SaslMechanism(() => true);
+  // PLAIN (C service SDK): user `{policy}@sas.root.{hub}` or `{device}@sas.{hub}`, password = SAS token.
+  mechanisms.PLAIN = () => new SaslMechanism((response, m) => {
+    const parts = (response ?? Buffer.alloc(0)).toString('utf8').split('\u0000');
+    const user = parts[1] ?? '';
+    const token = parts[2] ?? '';
+    try {
+      const u = /^(.*)@sas\.(root\.)?[^@]+$/.exec(user);
+      if (!u) throw new IotHubError('UNAUTHORIZED', 'unexpected SASL PLAIN user name');
+      const id = u[2] ? hub.registry.authenticateService(token) : hub.registry.authenticateDevice(token, u[1]);
+      m.username = JSON.stringify({ id, se: seOf(token) });
+      return true;
+    } catch (err) {
+      hub.log('warn', `AMQP SASL PLAIN refused: ${(err as Error).message}`);
+      return false;
+    }
+  });
+
+  function seOf(token: string): number {
+    const m = /[?&\s]se=(\d+)/.exec(token);
+    return m ? Number(m[1]) : 0;
+  }
+
+  function state(conn: Connection): ConnState {
+    let s = states.get(conn);
+    if (!s) {
+      s = { devices: new Map(), settle: new Settler() };
+      states.set(conn, s);
+      // Identity from SASL PLAIN, if that is how the client came in.
+      const sasl = (conn as unknown as { sasl_transport?: { username?: string; selected?: { username?: string } } }).sasl_transport;
+      const user = sasl?.username ?? sasl?.selected?.username;
+      if (user && user.startsWith('{')) {
+        try {
+          const { id, se } = JSON.parse(user) as { id: Identity; se: number };
+          grant(s, id, se);
+        } catch {
+          // Not ours.
+        }
+      }
+    }
+    return s;
+  }
+
+  function grant(s: ConnState, id: Identity, se: number): void {
+    if (id.kind === 'device') s.devices.set(id.deviceId, se);
+    else s.service = { se };
+  }
+
+  const nowSec = () => Date.now() / 1000;
+  const deviceAllowed = (s: ConnState, deviceId: string) => (s.devices.get(deviceId) ?? 0) > nowSec();
+  const serviceAllowed = (s: ConnState) => !!s.service && s.service.se > nowSec();
+
+  function onCbsRequest(ctx: EventContext): void {
+    const conn = ctx.connection;
+    const s = state(conn);
+    const req = ctx.message as Message;
+    const props = (req.application_properties ?? {}) as Record<string, unknown>;
+    ctx.delivery?.accept();
+    let status = 200;
+    let description = 'OK';
+    try {
+      if (props.operation !== 'put-token') throw new IotHubError('INVALID_ARGUMENT', `unsupported CBS operation ${String(props.operation)}`);
+      const token = typeof req.body === 'string' ? req.body : Buffer.isBuffer(req.body) ? req.body.toString('utf8') : String((req.body as { content?: unknown })?.content ?? '');
+      const audience = String(props.name ?? '');
+      const id = hub.registry.authenticateAudience(token, audience);
+      grant(s, id, seOf(token));
+    } catch (err) {
+      const e = err as IotHubError;
+      status = e.code === 'UNAUTHORIZED' || e.code === 'INVALID_TOKEN' ? 401 : e.code === 'DEVICE_NOT_FOUND' ? 404 : 400;
+      description = e.message;
+      hub.log('info', `CBS put-token refused: ${description}`);
+    }
+    const reply: Message = {
+      body: undefined,
+      to: req.reply_to,
+      correlation_id: req.message_id,
+      application_properties: { 'status-code': types.wrap_int(status), 'status-description': description },
+    };
+    const sender = s.cbsSender;
+    if (sender && sender.is_open()) sender.send(reply);
+    else hub.log('warn', 'CBS request without a $cbs receiver link to answer on');
+  }
+
+  container.on('connection_open', (ctx: EventContext) => {
+    connections.add(ctx.connection);
+    state(ctx.connection);
+  });
+  const dropConnection = (ctx: EventContext) => {
+    connections.delete(ctx.connection);
+  };
+  container.on('connection_close', dropConnection);
+  container.on('disconnected', dropConnection);
+  container.on('error', (ctx: EventContext) => hub.log('debug', `AMQP connection error: ${String(ctx.error)}`));
+
+  container.on('receiver_open', (ctx: EventContext) => {
+    const r = ctx.receiver as Receiver;
+    r.set_target(r.target);
+    r.set_source(r.source);
+    const addr = path(r.target?.address);
+    const s = state(ctx.connection);
+    if (addr === '$cbs') return;
+    if (addr === '/messages/devicebound') {
+      if (!serviceAllowed(s)) unauthorizedLink(r, 'this connection has no valid token with ServiceConnect');
+      return;
+    }
+    r.close({ condition: AMQP_CONDITIONS.notFound, description: `no such node: ${r.target?.address ?? ''}` });
+  });
+
+  container.on('sender_open', (ctx: EventContext) => {
+    const snd = ctx.sender as Sender;
+    snd.set_source(snd.source);
+    snd.set_target(snd.target);
+    const addr = path(snd.source?.address);
+    const s = state(ctx.connection);
+    if (addr === '$cbs') {
+      s.cbsSender = snd;
+      return;
+    }
+    if (addr === '/messages/servicebound/feedback') {
+      if (!serviceAllowed(s)) return unauthorizedLink(snd, 'this connection has no valid token with ServiceConnect');
+      const detach = hub.feedback.attach({
+        deliver: (batch: FeedbackBatch) => {
+          if (!snd.is_open() || !snd.sendable()) return false;
+          const d = snd.send({
+            body: rheaMessage.data_section(encodeFeedbackBody(batch.records)),
+            content_type: FEEDBACK_CONTENT_TYPE,
+            user_id: Buffer.from(hub.hubName) as unknown as string,
+            message_id: batch.id,
+            message_annotations: { 'iothub-enqueuedtime': new Date(batch.enqueuedTime) },
+          });
+          (d as unknown as { batch: FeedbackBatch }).batch = batch;
+          return true;
+        },
+      });
+      (snd as unknown as { detach: () => void }).detach = detach;
+      return;
+    }
+    const m = /^\/devices\/([^/]+)\/messages\/devicebound$/.exec(addr);
+    if (m) {
+      const deviceId = decodeURIComponent(snd.source.address.replace(/^amqps?:\/\/[^/]+/i, '').split('/')[2]);
+      if (!deviceAllowed(s, deviceId)) return unauthorizedLink(snd, `this connection has no valid token for device ${deviceId}`);
+      const release = hub.claimDevice(deviceId, () => snd.close({ condition: AMQP_CONDITIONS.detachForced, description: 'another connection opened for this device (400027 ConnectionForcefullyClosedOnNewConnection)' }));
+      const detachQueue = hub.queues.attach(deviceId, {
+        deliver: (entry: QueuedMessage) => {
+          if (!snd.is_open() || !snd.sendable()) return false;
+          const msg = toAmqpMessage(deviceId, entry.message);
+          msg.message_annotations = {
+            'x-opt-lock-token': types.wrap_uuid(string_to_uuid(entry.lockToken)),
+            'x-opt-sequence-number': types.wrap_long(entry.seq),
+            'iothub-enqueuedtime': new Date(entry.enqueuedTime),
+            'iothub-deliverycount': types.wrap_int(entry.deliveryCount),
+          };
+          const d = snd.send(msg);
+          (d as unknown as { c2d: { deviceId: string; lockToken: string } }).c2d = { deviceId, lockToken: entry.lockToken };
+          return true;
+        },
+      });
+      (snd as unknown as { detach: () => void }).detach = () => {
+        detachQueue();
+        release();
+      };
+      return;
+    }
+    snd.close({ condition: AMQP_CONDITIONS.notFound, description: `no such node: ${snd.source?.address ?? ''}` });
+  });
+
+  container.on('sendable', (ctx: EventContext) => {
+    const addr = path(ctx.sender?.source?.address);
+    if (addr === '/messages/servicebound/feedback') hub.feedback.pump();
+    const m = /^\/devices\/([^/]+)\/messages\/devicebound$/.exec(addr);
+    if (m) hub.queues.pump(decodeURIComponent(m[1]));
+  });
+
+  const detachLink = (ctx: EventContext) => {
+    const l = (ctx.sender ?? ctx.receiver) as unknown as { detach?: () => void } | undefined;
+    if (l?.detach) {
+      l.detach();
+      l.detach = undefined;
+    }
+  };
+  container.on('sender_close', detachLink);
+  container.on('receiver_close', detachLink);
+  container.on('disconnected', (ctx: EventContext) => {
+    // Every link of a dropped connection lets go of its queue.
+    const conn = ctx.connection as unknown as { local_channel_map?: Record<string, { links?: Record<string, unknown> }>; sessions?: unknown };
+    for (const session of Object.values(conn.local_channel_map ?? {})) {
+      for (const link of Object.values(session.links ?? {})) {
+        const l = link as { detach?: () => void };
+        if (l.detach) {
+          l.detach();
+          l.detach = undefined;
+        }
+      }
+    }
+  });
+
+  // Settlements of what the hub sent.
+  const onOutcome = (kind: 'accepted' | 'rejected' | 'released' | 'modified') => (ctx: EventContext) => {
+    const d = ctx.delivery as Delivery & { c2d?: { deviceId: string; lockToken: string }; batch?: FeedbackBatch };
+    if (d.c2d) {
+      const { deviceId, lockToken } = d.c2d;
+      try {
+        if (kind === 'accepted') hub.queues.complete(deviceId, lockToken);
+        else if (kind === 'rejected') hub.queues.reject(deviceId, lockToken);
+        else hub.queues.abandon(deviceId, lockToken);
+      } catch (err) {
+        hub.log('debug', `settlement ignored: ${(err as Error).message}`);
+      }
+    } else if (d.batch) {
+      hub.feedback.settle(d.batch, kind === 'accepted' || kind === 'rejected');
+    }
+  };
+  container.on('accepted', onOutcome('accepted'));
+  container.on('rejected', onOutcome('rejected'));
+  container.on('released', onOutcome('released'));
+  container.on('modified', onOutcome('modified'));
+
+  container.on('message', (ctx: EventContext) => {
+    const r = ctx.receiver as Receiver;
+    const addr = path(r.target?.address);
+    if (addr === '$cbs') return onCbsRequest(ctx);
+    if (addr !== '/messages/devicebound') return;
+    const s = state(ctx.connection);
+    const delivery = ctx.delivery as Delivery;
+    const msg = ctx.message as Message;
+    let outcome: { ok: true } | { ok: false; condition: string; description: string };
+    try {
+      if (!serviceAllowed(s)) throw new IotHubError('UNAUTHORIZED', 'the token has expired: renew it with put-token', { amqpCondition: AMQP_CONDITIONS.unauthorized });
+      const deviceId = deviceIdFromTo(String(msg.to ?? ''));
+      if (!deviceId) throw new IotHubError('INVALID_ARGUMENT', 'the message "to" must be /devices/{deviceId}/messages/devicebound', { amqpCondition: AMQP_CONDITIONS.argumentError });
+      if (!hub.registry.devices.has(deviceId)) {
+        throw new IotHubError('DEVICE_NOT_FOUND', JSON.stringify({ errorCode: 404001, message: `Device ${deviceId} not registered`, timestampUtc: new Date().toISOString() }), { amqpCondition: AMQP_CONDITIONS.notFound });
+      }
+      const model = fromAmqpMessage(msg);
+      hub.queues.enqueue(deviceId, {
+        body: model.body, messageId: model.messageId, correlationId: model.correlationId, userId: model.userId,
+        to: model.to, expiryTimeUtc: model.expiryTimeUtc, contentType: model.contentType, contentEncoding: model.contentEncoding,
+        ack: model.ack, properties: model.properties,
+      });
+      outcome = { ok: true };
+    } catch (err) {
+      const e = err as IotHubError;
+      outcome = { ok: false, condition: e.amqpCondition ?? AMQP_CONDITIONS.internalError, description: e.message };
+    }
+    if (outcome.ok) s.settle.settle('accepted', () => delivery.accept());
+    else {
+      const o = outcome;
+      s.settle.settle(`rejected:${o.condition}`, () => delivery.reject({ condition: o.condition, description: o.description }));
+    }
+  });
+
+  const sockets = new Set<net.Socket>();
+  function listen(options: object, port: number, host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const server = container.listen({ ...serverOptions, ...options, port, host } as never) as unknown as net.Server;
+      servers.push(server);
+      const event = 'key' in options ? 'secureConnection' : 'connection';
+      server.on(event, (socket: net.Socket) => {
+        socket.setNoDelay(true);
+        sockets.add(socket);
+        socket.on('close', () => sockets.delete(socket));
+      });
+      server.once('error', reject);
+      server.once('listening', () => {
+        server.off('error', reject);
+        resolve((server.address() as net.AddressInfo).port);
+      });
+    });
+  }
+
+  return {
+    listenTls(port, host, key, cert) {
+      return listen({ transport: 'tls', key, cert }, port, host);
+    },
+    listenPlain(port, host) {
+      return listen({}, port, host);
+    },
+    acceptWebSocket(ws) {
+      container.websocket_accept(ws as never, serverOptions as never);
+    },
+    async close() {
+      for (const c of connections) {
+        try {
+          c.close();
+        } catch {
+          // Already gone.
+        }
+      }
+      for (const s of sockets) s.destroy();
+      await Promise.all(servers.map((s) => new Promise((r) => s.close(() => r(undefined)))));
+    },
+  };
+}

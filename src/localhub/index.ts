@@ -1,0 +1,160 @@
+/**
+ * The local hub: IoT Hub's C2D endpoints on one machine. `start(options)` runs it in-process
+ * (tests, the config node's local mode); cli.ts runs it from the command line.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { formatConnectionString } from '../core/connection-string';
+import { createAmqpEndpoint } from './amqp-endpoint';
+import { deviceSessions, HubContext, LogFn } from './context';
+import { createHttpsEndpoint } from './https-endpoint';
+import { createMqttEndpoint } from './mqtt-endpoint';
+import { C2DQueues, FeedbackQueue, StoredQueues } from './queues';
+import { Registry, RegistryData } from './registry';
+import { JsonStore } from './store';
+import { ensureTlsMaterial } from './tls';
+
+export interface LocalHubOptions {
+  /** The host name in connection strings and certificates (default localhost). */
+  host?: string;
+  /** Interface to listen on (default 127.0.0.1). */
+  bind?: string;
+  dataDir?: string;
+  /** 0 picks a free port. Defaults: 8883, 5671, 5672, 443. */
+  ports?: { mqtts?: number; amqps?: number; amqp?: number; https?: number };
+  devices?: string[];
+  autoRegister?: boolean;
+  queueDepth?: number;
+  defaultTtlMs?: number;
+  lockMs?: number;
+  maxDeliveryCount?: number;
+  feedbackBatchMs?: number;
+  feedbackBatchSize?: number;
+  feedbackTtlMs?: number;
+  /** Unacknowledged MQTT publishes per device. */
+  mqttInflight?: number;
+  log?: LogFn;
+}
+
+export interface LocalHub {
+  hostName: string;
+  hubConnectionString: string;
+  caCertPath: string;
+  caPem: string;
+  dataDir: string;
+  ports: { mqtts: number; amqps: number; amqp: number; https: number };
+  deviceConnectionString(id: string): string;
+  registerDevice(id: string, opts?: { status?: 'enabled' | 'disabled'; x509Thumbprint?: string }): Promise<{ primaryKey: string }>;
+  policyConnectionString(name: 'iothubowner' | 'service' | 'device' | 'registryReadWrite'): string;
+  queueLength(deviceId: string): number;
+  connectedClients(): number;
+  isDeviceConnected(deviceId: string): boolean;
+  stop(): Promise<void>;
+}
+
+interface State {
+  registry: RegistryData;
+  queues: StoredQueues;
+  feedback: ReturnType<FeedbackQueue['toJSON']>;
+}
+
+export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
+  const hostName = options.host ?? 'localhost';
+  const bind = options.bind ?? '127.0.0.1';
+  const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-local-'));
+  const log: LogFn = options.log ?? (() => undefined);
+  const material = ensureTlsMaterial(dataDir, [hostName]);
+
+  let store: JsonStore<State> | undefined;
+  const saved: State | undefined = new JsonStore<State>(dataDir, () => { throw new Error('read only'); }).load();
+  const registry = new Registry(hostName, saved?.registry, options.autoRegister ?? false);
+  const feedback = new FeedbackQueue({ batchMs: options.feedbackBatchMs ?? 1000, batchSize: options.feedbackBatchSize ?? 64, ttlMs: options.feedbackTtlMs ?? 3600_000 });
+  const queues = new C2DQueues({
+    queueDepth: options.queueDepth ?? 50, defaultTtlMs: options.defaultTtlMs ?? 3600_000,
+    lockMs: options.lockMs ?? 60_000, maxDeliveryCount: options.maxDeliveryCount ?? 10,
+  }, feedback, (id) => registry.devices.get(id)?.generationId);
+  queues.load(saved?.queues);
+  feedback.load(saved?.feedback);
+  for (const id of options.devices ?? []) if (!registry.devices.has(id)) registry.create(id);
+
+  store = new JsonStore<State>(dataDir, () => ({ registry: registry.toJSON(), queues: queues.toJSON(), feedback: feedback.toJSON() }));
+  const persist = () => store?.schedule();
+  registry.onChange = persist;
+  queues.onChange = persist;
+  feedback.onChange = persist;
+  store.flush();
+
+  const sessions = deviceSessions();
+  const hub: HubContext = {
+    hostName, hubName: hostName.split('.')[0], registry, queues, feedback, log,
+    claimDevice: sessions.claimDevice, isDeviceConnected: sessions.isDeviceConnected,
+  };
+
+  const amqp = createAmqpEndpoint(hub);
+  const mqtt = await createMqttEndpoint(hub, { inflight: options.mqttInflight });
+  const httpsEndpoint = createHttpsEndpoint(hub, amqp, mqtt, material.keyPem, material.certPem);
+  const p = options.ports ?? {};
+  const sweep = setInterval(() => {
+    queues.sweep();
+    feedback.pump();
+  }, Math.max(50, Math.min(1000, Math.floor((options.lockMs ?? 60_000) / 4))));
+  sweep.unref();
+
+  let ports: LocalHub['ports'];
+  try {
+    ports = {
+      mqtts: await mqtt.listenTls(p.mqtts ?? 8883, bind, material.keyPem, material.certPem),
+      amqps: await amqp.listenTls(p.amqps ?? 5671, bind, material.keyPem, material.certPem),
+      amqp: await amqp.listenPlain(p.amqp ?? 5672, bind),
+      https: await httpsEndpoint.listen(p.https ?? 443, bind),
+    };
+  } catch (err) {
+    clearInterval(sweep);
+    await Promise.allSettled([amqp.close(), mqtt.close(), httpsEndpoint.close()]);
+    feedback.close();
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(e.code === 'EADDRINUSE' ? `the local hub cannot listen: port ${(e as { port?: number }).port ?? ''} is in use; choose other ports` : `the local hub cannot start: ${e.message}`);
+  }
+
+  // Strings for official SDK apps: a non-standard port rides in HostName (the SDKs then use it for sr too).
+  const hostFor = (port: number, standard: number) => (port === standard ? hostName : `${hostName}:${port}`);
+  const policyString = (name: string) => {
+    const pol = registry.policies.get(name);
+    if (!pol) throw new Error(`no policy ${name}`);
+    return formatConnectionString({ hostName: hostFor(ports.amqps, 5671), sharedAccessKeyName: pol.name, sharedAccessKey: pol.primaryKey });
+  };
+
+  let stopped = false;
+  return {
+    hostName,
+    hubConnectionString: policyString('iothubowner'),
+    caCertPath: material.caCertPath,
+    caPem: material.caPem,
+    dataDir,
+    ports,
+    deviceConnectionString(id) {
+      const d = registry.devices.get(id);
+      if (!d) throw new Error(`device ${id} is not registered`);
+      if (!d.primaryKey) return formatConnectionString({ hostName: hostFor(ports.mqtts, 8883), deviceId: id, x509: true });
+      return formatConnectionString({ hostName: hostFor(ports.mqtts, 8883), deviceId: id, sharedAccessKey: d.primaryKey });
+    },
+    async registerDevice(id, opts) {
+      const d = registry.devices.get(id) ?? registry.create(id, opts);
+      return { primaryKey: d.primaryKey ?? '' };
+    },
+    policyConnectionString: policyString,
+    queueLength: (id) => queues.length(id),
+    connectedClients: () => sessions.count(),
+    isDeviceConnected: (id) => sessions.isDeviceConnected(id),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(sweep);
+      feedback.close();
+      await Promise.allSettled([amqp.close(), mqtt.close(), httpsEndpoint.close()]);
+      store?.flush();
+      store = undefined;
+    },
+  };
+}

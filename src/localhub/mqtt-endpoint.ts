@@ -1,0 +1,195 @@
+/**
+ * The local hub's MQTT 3.1.1 device endpoint, on aedes. The hub owns the C2D queues: it writes the
+ * QoS 1 PUBLISH packets itself and treats each PUBACK as a completion, so aedes never holds a copy.
+ */
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { Duplex } from 'node:stream';
+import { c2dSubscription, c2dTopic } from '../core/property-bag';
+import { HubContext } from './context';
+import { QueuedMessage } from './queues';
+
+/** The slice of aedes' client this endpoint uses. */
+interface AedesClient {
+  id: string;
+  conn: Duplex & { getPeerCertificate?: () => { fingerprint?: string } | undefined };
+  close(cb?: () => void): void;
+}
+
+interface Session {
+  deviceId: string;
+  client: AedesClient;
+  nextId: number;
+  inflight: Map<number, string>;
+  detach?: () => void;
+  release: () => void;
+  waitingDrain: boolean;
+}
+
+/** PUBLISH, QoS 1, not retained: written by hand so no copy of the message stays in the broker. */
+function publishPacket(topic: string, messageId: number, payload: Buffer): Buffer {
+  const t = Buffer.from(topic, 'utf8');
+  const remaining = 2 + t.length + 2 + payload.length;
+  const len: number[] = [];
+  let x = remaining;
+  do {
+    let b = x % 128;
+    x = Math.floor(x / 128);
+    if (x > 0) b |= 0x80;
+    len.push(b);
+  } while (x > 0);
+  const head = Buffer.alloc(1 + len.length + 2 + t.length + 2);
+  let o = 0;
+  head[o++] = 0x32;
+  for (const b of len) head[o++] = b;
+  head.writeUInt16BE(t.length, o);
+  o += 2;
+  t.copy(head, o);
+  o += t.length;
+  head.writeUInt16BE(messageId, o);
+  return Buffer.concat([head, payload]);
+}
+
+function connackError(text: string, returnCode: number): Error {
+  return Object.assign(new Error(text), { returnCode });
+}
+
+export interface MqttEndpoint {
+  listenTls(port: number, host: string, key: string, cert: string): Promise<number>;
+  handleStream(stream: Duplex): void;
+  close(): Promise<void>;
+}
+
+export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: number } = {}): Promise<MqttEndpoint> {
+  const window = opts.inflight ?? 100;
+  const { Aedes } = await import('aedes');
+  const sessions = new Map<AedesClient, Session>();
+
+  const broker = await Aedes.createBroker({
+    authenticate: (client: unknown, username: string | undefined, password: Buffer | undefined, done: (e: Error | null, ok: boolean | null) => void) => {
+      const c = client as AedesClient;
+      try {
+        const m = /^[^/]+\/([^/]+)\/(?:api-version=|\?|$)/.exec(username ?? '');
+        const userDevice = m ? decodeURIComponent(m[1]) : undefined;
+        if (!userDevice || userDevice !== c.id) throw connackError('the user name must be {hub}/{deviceId}/?api-version=... with the client id as device id', 5);
+        if (password && password.length > 0) {
+          hub.registry.authenticateDevice(password.toString('utf8'), c.id);
+        } else {
+          const fp = c.conn.getPeerCertificate?.()?.fingerprint;
+          if (!fp) throw connackError('no password and no client certificate', 5);
+          hub.registry.authenticateThumbprint(c.id, fp);
+        }
+        done(null, true);
+      } catch (err) {
+        hub.log('info', `MQTT connect refused for ${c.id}: ${(err as Error).message}`);
+        done(connackError((err as Error).message, 5), null);
+      }
+    },
+    authorizeSubscribe: (client: unknown, sub: { topic: string; qos: number }, done: (e: Error | null, s?: unknown) => void) => {
+      const c = client as AedesClient;
+      if (sub.topic !== c2dSubscription(c.id)) {
+        done(new Error(`only ${c2dSubscription(c.id)} can be subscribed`));
+        return;
+      }
+      done(null, { ...sub, qos: Math.min(sub.qos, 1) });
+    },
+    authorizePublish: (client: unknown, packet: { topic: string; qos: number }, done: (e?: Error | null) => void) => {
+      const c = client as AedesClient;
+      // D2C telemetry is accepted and dropped: this hub models C2D only. QoS 2 closes the connection, as IoT Hub does.
+      if (packet.qos === 2 || !packet.topic.startsWith(`devices/${c.id}/messages/events/`)) {
+        done(new Error('publishing there is not supported'));
+        return;
+      }
+      done(null);
+    },
+    authorizeForward: (_client: unknown, packet: unknown) => packet as never,
+  } as never);
+
+  // PUBACKs reach us through the persistence call aedes makes for each one.
+  const persistence = (broker as unknown as { persistence: { outgoingClearMessageId: (c: AedesClient, p: { messageId: number }) => Promise<unknown> } }).persistence;
+  const clear = persistence.outgoingClearMessageId.bind(persistence);
+  persistence.outgoingClearMessageId = async (client, packet) => {
+    const s = sessions.get(client);
+    const lockToken = s?.inflight.get(packet.messageId);
+    if (s && lockToken) {
+      s.inflight.delete(packet.messageId);
+      try {
+        hub.queues.complete(s.deviceId, lockToken);
+      } catch (err) {
+        hub.log('debug', `PUBACK for a settled message: ${(err as Error).message}`);
+      }
+      return undefined;
+    }
+    return clear(client, packet);
+  };
+
+  const deliverTo = (s: Session) => (entry: QueuedMessage): boolean => {
+    if (s.inflight.size >= window || s.waitingDrain) return false;
+    s.nextId = (s.nextId % 65535) + 1;
+    s.inflight.set(s.nextId, entry.lockToken);
+    const ok = s.client.conn.write(publishPacket(c2dTopic(s.deviceId, entry.message), s.nextId, entry.message.body));
+    if (!ok) {
+      s.waitingDrain = true;
+      s.client.conn.once('drain', () => {
+        s.waitingDrain = false;
+        hub.queues.pump(s.deviceId);
+      });
+    }
+    return true;
+  };
+
+  broker.on('client', (client: unknown) => {
+    const c = client as AedesClient;
+    const old = [...sessions.values()].find((s) => s.deviceId === c.id);
+    if (old) end(old.client);
+    const s: Session = {
+      deviceId: c.id, client: c, nextId: 0, inflight: new Map(), waitingDrain: false,
+      release: hub.claimDevice(c.id, () => c.close()),
+    };
+    sessions.set(c, s);
+  });
+  broker.on('subscribe', (subs: { topic: string }[], client: unknown) => {
+    const s = sessions.get(client as AedesClient);
+    if (!s || !subs.some((x) => x.topic === c2dSubscription(s.deviceId))) return;
+    if (!s.detach) s.detach = hub.queues.attach(s.deviceId, { deliver: deliverTo(s) });
+  });
+  const end = (client: unknown) => {
+    const s = sessions.get(client as AedesClient);
+    if (!s) return;
+    sessions.delete(s.client);
+    s.detach?.();
+    s.release();
+  };
+  broker.on('clientDisconnect', end);
+  broker.on('clientError', end);
+
+  const servers: net.Server[] = [];
+  const sockets = new Set<net.Socket>();
+  return {
+    listenTls(port, host, key, cert) {
+      return new Promise((resolve, reject) => {
+        // Client certificates are asked for (X.509 devices) but checked against the registry, not a CA.
+        const server = tls.createServer({ key, cert, requestCert: true, rejectUnauthorized: false }, (socket) => {
+          socket.setNoDelay(true);
+          sockets.add(socket);
+          socket.on('close', () => sockets.delete(socket));
+          broker.handle(socket as never);
+        });
+        servers.push(server);
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve((server.address() as net.AddressInfo).port);
+        });
+      });
+    },
+    handleStream(stream) {
+      broker.handle(stream as never);
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await Promise.all(servers.map((s) => new Promise((r) => s.close(() => r(undefined)))));
+      await new Promise<void>((r) => broker.close(() => r()));
+    },
+  };
+}

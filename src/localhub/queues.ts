@@ -1,0 +1,318 @@
+/**
+ * Where a C2D queue lives: per-device queues with IoT Hub's semantics (PROTOCOL.md section 7) and the
+ * hub's feedback queue. Transport-neutral: endpoints attach sinks and report completions.
+ */
+import { randomUUID } from 'node:crypto';
+import { AMQP_CONDITIONS, IotHubError } from '../core/errors';
+import { C2DMessage, FeedbackRecord, FeedbackStatus, MAX_C2D_MESSAGE_BYTES, messageSize } from '../core/message';
+
+export interface QueuedMessage {
+  seq: number;
+  lockToken: string;
+  message: C2DMessage;
+  enqueuedTime: number;
+  deliveryCount: number;
+  expiry: number;
+  /** Set while delivered and not yet settled. */
+  lockedUntil?: number;
+}
+
+/** A connected device's receiving side; returns false when it has no room (credit, window). */
+export interface DeviceSink {
+  deliver(entry: QueuedMessage): boolean;
+}
+
+export interface QueueOptions {
+  queueDepth: number;
+  defaultTtlMs: number;
+  lockMs: number;
+  maxDeliveryCount: number;
+}
+
+interface DeviceQueue {
+  entries: QueuedMessage[];
+  sink?: DeviceSink;
+  nextSeq: number;
+}
+
+export interface StoredQueues {
+  queues: Record<string, { nextSeq: number; entries: (Omit<QueuedMessage, 'message'> & { message: Omit<C2DMessage, 'body'> & { body: string } })[] }>;
+}
+
+export class C2DQueues {
+  private readonly queues = new Map<string, DeviceQueue>();
+  onChange: () => void = () => undefined;
+
+  constructor(private readonly o: QueueOptions, private readonly feedback: FeedbackQueue, private readonly generationOf: (deviceId: string) => string | undefined) {}
+
+  private queue(deviceId: string): DeviceQueue {
+    let q = this.queues.get(deviceId);
+    if (!q) {
+      q = { entries: [], nextSeq: 1 };
+      this.queues.set(deviceId, q);
+    }
+    return q;
+  }
+
+  length(deviceId: string): number {
+    return this.queues.get(deviceId)?.entries.length ?? 0;
+  }
+
+  /** Throws IotHubError with the AMQP condition a real hub rejects with. */
+  enqueue(deviceId: string, message: C2DMessage, now = Date.now()): QueuedMessage {
+    const size = messageSize(message);
+    if (size > MAX_C2D_MESSAGE_BYTES) {
+      throw new IotHubError('MESSAGE_TOO_LARGE', `Message size ${size} exceeds the maximum of ${MAX_C2D_MESSAGE_BYTES} bytes`, { amqpCondition: AMQP_CONDITIONS.messageSizeExceeded });
+    }
+    const q = this.queue(deviceId);
+    if (q.entries.length >= this.o.queueDepth) {
+      throw new IotHubError('QUEUE_FULL',
+        `C2D messages enqueued for the device exceeded the queue limit of ${this.o.queueDepth}, see more at http://aka.ms/iothub403004`,
+        { amqpCondition: AMQP_CONDITIONS.resourceLimitExceeded });
+    }
+    const entry: QueuedMessage = {
+      seq: q.nextSeq++, lockToken: randomUUID(), message, enqueuedTime: now, deliveryCount: 0,
+      expiry: message.expiryTimeUtc ?? now + this.o.defaultTtlMs,
+    };
+    q.entries.push(entry);
+    this.onChange();
+    this.pump(deviceId);
+    return entry;
+  }
+
+  /** A device connected (or got credit): deliver what is ready, in order. */
+  attach(deviceId: string, sink: DeviceSink): () => void {
+    const q = this.queue(deviceId);
+    q.sink = sink;
+    this.pump(deviceId);
+    return () => {
+      if (q.sink !== sink) return;
+      q.sink = undefined;
+      // Unsettled deliveries come back at once for the next connection (no increment: not abandoned).
+      for (const e of q.entries) e.lockedUntil = undefined;
+    };
+  }
+
+  pump(deviceId: string, now = Date.now()): void {
+    const q = this.queues.get(deviceId);
+    if (!q?.sink) return;
+    for (const e of q.entries) {
+      if (e.lockedUntil !== undefined || e.expiry <= now) continue;
+      e.lockedUntil = now + this.o.lockMs;
+      e.lockToken = randomUUID();
+      if (!q.sink.deliver(e)) {
+        e.lockedUntil = undefined;
+        break;
+      }
+    }
+  }
+
+  private take(deviceId: string, lockToken: string): QueuedMessage {
+    const q = this.queues.get(deviceId);
+    const i = q ? q.entries.findIndex((e) => e.lockToken === lockToken && e.lockedUntil !== undefined) : -1;
+    if (!q || i < 0) {
+      throw new IotHubError('LOCK_LOST', 'the message lock was lost or the message was settled already', { amqpCondition: AMQP_CONDITIONS.lockLost });
+    }
+    return q.entries.splice(i, 1)[0];
+  }
+
+  complete(deviceId: string, lockToken: string): void {
+    const e = this.take(deviceId, lockToken);
+    this.feedbackFor(deviceId, e, 'Success');
+    this.onChange();
+    this.pump(deviceId);
+  }
+
+  reject(deviceId: string, lockToken: string): void {
+    const e = this.take(deviceId, lockToken);
+    this.feedbackFor(deviceId, e, 'Rejected');
+    this.onChange();
+    this.pump(deviceId);
+  }
+
+  abandon(deviceId: string, lockToken: string): void {
+    const q = this.queues.get(deviceId);
+    const e = q?.entries.find((x) => x.lockToken === lockToken && x.lockedUntil !== undefined);
+    if (!q || !e) throw new IotHubError('LOCK_LOST', 'the message lock was lost or the message was settled already', { amqpCondition: AMQP_CONDITIONS.lockLost });
+    e.deliveryCount++;
+    e.lockedUntil = undefined;
+    if (e.deliveryCount >= this.o.maxDeliveryCount) {
+      q.entries.splice(q.entries.indexOf(e), 1);
+      this.feedbackFor(deviceId, e, 'DeliveryCountExceeded');
+    }
+    this.onChange();
+    // Redeliver on the next turn, so an abandon loop cannot starve the event loop.
+    setImmediate(() => this.pump(deviceId));
+  }
+
+  purge(deviceId: string): number {
+    const q = this.queues.get(deviceId);
+    if (!q) return 0;
+    const purged = q.entries.splice(0);
+    for (const e of purged) this.feedbackFor(deviceId, e, 'Purged');
+    this.onChange();
+    return purged.length;
+  }
+
+  /** Expiry and lock timeouts; the hub calls this on a timer. */
+  sweep(now = Date.now()): void {
+    let changed = false;
+    for (const [deviceId, q] of this.queues) {
+      let relocked = false;
+      for (let i = q.entries.length - 1; i >= 0; i--) {
+        const e = q.entries[i];
+        if (e.expiry <= now && e.lockedUntil === undefined) {
+          q.entries.splice(i, 1);
+          this.feedbackFor(deviceId, e, 'Expired');
+          changed = true;
+        } else if (e.lockedUntil !== undefined && e.lockedUntil <= now) {
+          // Lock timeout: back to the queue without an increment.
+          e.lockedUntil = undefined;
+          relocked = true;
+        }
+      }
+      if (relocked) this.pump(deviceId, now);
+    }
+    if (changed) this.onChange();
+  }
+
+  private feedbackFor(deviceId: string, e: QueuedMessage, status: FeedbackStatus): void {
+    const ack = e.message.ack ?? 'none';
+    const wanted = ack === 'full' || (ack === 'positive' && status === 'Success') || (ack === 'negative' && status !== 'Success');
+    if (!wanted) return;
+    this.feedback.add({
+      originalMessageId: e.message.messageId ?? '', deviceId, statusCode: status, description: status,
+      enqueuedTimeUtc: new Date().toISOString(), deviceGenerationId: this.generationOf(deviceId) ?? '',
+    });
+  }
+
+  forget(deviceId: string): void {
+    this.queues.delete(deviceId);
+    this.onChange();
+  }
+
+  toJSON(): StoredQueues {
+    const queues: StoredQueues['queues'] = {};
+    for (const [id, q] of this.queues) {
+      if (q.entries.length === 0) continue;
+      queues[id] = {
+        nextSeq: q.nextSeq,
+        entries: q.entries.map((e) => ({ ...e, lockedUntil: undefined, message: { ...e.message, body: e.message.body.toString('base64') } })),
+      };
+    }
+    return { queues };
+  }
+
+  load(data: StoredQueues | undefined): void {
+    for (const [id, q] of Object.entries(data?.queues ?? {})) {
+      this.queues.set(id, {
+        nextSeq: q.nextSeq,
+        entries: q.entries.map((e) => ({ ...e, lockedUntil: undefined, message: { ...e.message, body: Buffer.from(e.message.body, 'base64') } })),
+      });
+    }
+  }
+}
+
+/** A back end's feedback receiving link; returns false when it has no credit. */
+export interface FeedbackSink {
+  deliver(batch: FeedbackBatch): boolean;
+}
+
+export interface FeedbackBatch {
+  id: string;
+  records: FeedbackRecord[];
+  enqueuedTime: number;
+  lockedBy?: FeedbackSink;
+}
+
+export interface FeedbackOptions {
+  batchMs: number;
+  batchSize: number;
+  ttlMs: number;
+}
+
+/** The hub's one feedback queue: records batched into messages, delivered to competing consumers. */
+export class FeedbackQueue {
+  private pending: FeedbackRecord[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly batches: FeedbackBatch[] = [];
+  private readonly sinks: FeedbackSink[] = [];
+  private next = 0;
+  onChange: () => void = () => undefined;
+
+  constructor(private readonly o: FeedbackOptions) {}
+
+  add(r: FeedbackRecord): void {
+    this.pending.push(r);
+    if (this.pending.length >= this.o.batchSize) this.flush();
+    else if (!this.timer) this.timer = setTimeout(() => this.flush(), this.o.batchMs);
+  }
+
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    while (this.pending.length > 0) {
+      this.batches.push({ id: randomUUID(), records: this.pending.splice(0, this.o.batchSize), enqueuedTime: Date.now() });
+    }
+    this.onChange();
+    this.pump();
+  }
+
+  attach(sink: FeedbackSink): () => void {
+    this.sinks.push(sink);
+    this.pump();
+    return () => {
+      const i = this.sinks.indexOf(sink);
+      if (i >= 0) this.sinks.splice(i, 1);
+      for (const b of this.batches) if (b.lockedBy === sink) b.lockedBy = undefined;
+      this.pump();
+    };
+  }
+
+  /** Round-robin over consumers with credit: competing consumers split the batches. */
+  pump(): void {
+    const now = Date.now();
+    for (let i = this.batches.length - 1; i >= 0; i--) {
+      if (!this.batches[i].lockedBy && this.batches[i].enqueuedTime + this.o.ttlMs <= now) this.batches.splice(i, 1);
+    }
+    for (const b of this.batches) {
+      if (b.lockedBy) continue;
+      let delivered = false;
+      for (let tries = 0; tries < this.sinks.length && !delivered; tries++) {
+        const sink = this.sinks[this.next++ % this.sinks.length];
+        b.lockedBy = sink;
+        delivered = sink.deliver(b);
+        if (!delivered) b.lockedBy = undefined;
+      }
+      if (!delivered) return;
+    }
+  }
+
+  /** accepted: gone; otherwise back for redelivery. */
+  settle(batch: FeedbackBatch, accepted: boolean): void {
+    const i = this.batches.indexOf(batch);
+    if (i < 0) return;
+    if (accepted) this.batches.splice(i, 1);
+    else batch.lockedBy = undefined;
+    this.onChange();
+    if (!accepted) setImmediate(() => this.pump());
+  }
+
+  get size(): number {
+    return this.batches.length + (this.pending.length ? 1 : 0);
+  }
+
+  toJSON(): { batches: Omit<FeedbackBatch, 'lockedBy'>[]; pending: FeedbackRecord[] } {
+    return { batches: this.batches.map(({ id, records, enqueuedTime }) => ({ id, records, enqueuedTime })), pending: this.pending };
+  }
+
+  load(data: { batches?: Omit<FeedbackBatch, 'lockedBy'>[]; pending?: FeedbackRecord[] } | undefined): void {
+    for (const b of data?.batches ?? []) this.batches.push({ ...b });
+    for (const r of data?.pending ?? []) this.add(r);
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

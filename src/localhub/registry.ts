@@ -1,0 +1,186 @@
+/**
+ * The local hub's identity registry: devices with symmetric keys (or X.509 thumbprints), hub-level
+ * shared access policies with permissions, and SAS verification against them (PROTOCOL.md section 2).
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { IotHubError } from '../core/errors';
+import { parseSasToken, ParsedSasToken, scopeCovers, verifySasToken } from '../core/sas';
+
+export type Permission = 'registryRead' | 'registryWrite' | 'serviceConnect' | 'deviceConnect';
+
+export interface Policy {
+  name: string;
+  primaryKey: string;
+  secondaryKey: string;
+  permissions: Permission[];
+}
+
+export interface Device {
+  deviceId: string;
+  generationId: string;
+  etag: string;
+  status: 'enabled' | 'disabled';
+  primaryKey?: string;
+  secondaryKey?: string;
+  x509Thumbprint?: string;
+}
+
+export type Identity = { kind: 'device'; deviceId: string; via?: string } | { kind: 'service'; policy: string; permissions: Permission[] };
+
+export interface RegistryData {
+  devices: Device[];
+  policies: Policy[];
+}
+
+export const newKey = (): string => randomBytes(32).toString('base64');
+
+export function defaultPolicies(): Policy[] {
+  return [
+    { name: 'iothubowner', permissions: ['registryRead', 'registryWrite', 'serviceConnect', 'deviceConnect'] },
+    { name: 'service', permissions: ['serviceConnect'] },
+    { name: 'device', permissions: ['deviceConnect'] },
+    { name: 'registryReadWrite', permissions: ['registryRead', 'registryWrite'] },
+  ].map((p) => ({ ...p, primaryKey: newKey(), secondaryKey: newKey() }) as Policy);
+}
+
+function unauthorized(text: string): IotHubError {
+  return new IotHubError('UNAUTHORIZED', text);
+}
+
+/** `host[:port]/rest` -> lower-cased host without port, and the rest. */
+function splitResource(resource: string): { host: string; rest: string } {
+  const i = resource.indexOf('/');
+  const host = (i < 0 ? resource : resource.slice(0, i)).replace(/:\d+$/, '').toLowerCase();
+  return { host, rest: i < 0 ? '' : resource.slice(i) };
+}
+
+export class Registry {
+  readonly devices = new Map<string, Device>();
+  readonly policies = new Map<string, Policy>();
+  onChange: () => void = () => undefined;
+
+  constructor(readonly hostName: string, data?: RegistryData, readonly autoRegister = false) {
+    for (const p of data?.policies ?? defaultPolicies()) this.policies.set(p.name, p);
+    for (const d of data?.devices ?? []) this.devices.set(d.deviceId, d);
+  }
+
+  toJSON(): RegistryData {
+    return { devices: [...this.devices.values()], policies: [...this.policies.values()] };
+  }
+
+  create(deviceId: string, opts: { status?: 'enabled' | 'disabled'; x509Thumbprint?: string; primaryKey?: string; secondaryKey?: string } = {}): Device {
+    if (!deviceId || deviceId.length > 128) throw new IotHubError('INVALID_ARGUMENT', 'a device id has 1 to 128 characters');
+    if (this.devices.has(deviceId)) throw new IotHubError('PRECONDITION_FAILED', `device ${deviceId} already exists`);
+    const d: Device = {
+      deviceId, generationId: String(Date.now()) + String(Math.floor(Math.random() * 1000)), etag: randomUUID(),
+      status: opts.status ?? 'enabled',
+    };
+    if (opts.x509Thumbprint) d.x509Thumbprint = opts.x509Thumbprint.replace(/:/g, '').toUpperCase();
+    else {
+      d.primaryKey = opts.primaryKey || newKey();
+      d.secondaryKey = opts.secondaryKey || newKey();
+    }
+    this.devices.set(deviceId, d);
+    this.onChange();
+    return d;
+  }
+
+  update(deviceId: string, patch: Partial<Pick<Device, 'status' | 'primaryKey' | 'secondaryKey'>>): Device {
+    const d = this.devices.get(deviceId);
+    if (!d) throw new IotHubError('DEVICE_NOT_FOUND', `device ${deviceId} not found`);
+    Object.assign(d, Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)), { etag: randomUUID() });
+    this.onChange();
+    return d;
+  }
+
+  remove(deviceId: string): boolean {
+    const had = this.devices.delete(deviceId);
+    if (had) this.onChange();
+    return had;
+  }
+
+  private parse(token: string): ParsedSasToken {
+    try {
+      return parseSasToken(token);
+    } catch {
+      throw unauthorized('the token is not a valid SAS token');
+    }
+  }
+
+  private checkHost(resource: string): { host: string; rest: string } {
+    const r = splitResource(resource);
+    if (r.host !== splitResource(this.hostName).host) throw unauthorized(`the token is for another hub (${r.host || 'none'})`);
+    return r;
+  }
+
+  private policyFor(t: ParsedSasToken, need: Permission): Policy {
+    const p = t.skn ? this.policies.get(t.skn) : undefined;
+    if (!p) throw unauthorized(`unknown shared access policy "${t.skn}"`);
+    if (!verifySasToken(t, p.primaryKey) && !verifySasToken(t, p.secondaryKey)) {
+      throw unauthorized(t.se < Date.now() / 1000 ? 'the token has expired' : 'the token signature does not match the policy key');
+    }
+    if (!p.permissions.includes(need)) throw unauthorized(`policy "${p.name}" lacks the ${need} permission`);
+    return p;
+  }
+
+  /** A device (or a policy with DeviceConnect acting for it) may connect as deviceId. */
+  authenticateDevice(token: string, deviceId: string): Identity {
+    const t = this.parse(token);
+    const { host, rest } = this.checkHost(t.resource);
+    const wanted = `${host}/devices/${deviceId}`;
+    if (!scopeCovers(`${host}${rest}`, wanted)) throw unauthorized(`the token's scope does not cover device ${deviceId}`);
+    if (t.skn) {
+      const p = this.policyFor(t, 'deviceConnect');
+      let d = this.devices.get(deviceId);
+      if (!d && this.autoRegister) d = this.create(deviceId);
+      if (!d) throw unauthorized(`device ${deviceId} is not registered`);
+      if (d.status !== 'enabled') throw unauthorized(`device ${deviceId} is disabled`);
+      return { kind: 'device', deviceId, via: p.name };
+    }
+    const d = this.devices.get(deviceId);
+    if (!d) throw unauthorized(`device ${deviceId} is not registered`);
+    if (!d.primaryKey || (!verifySasToken(t, d.primaryKey) && !verifySasToken(t, d.secondaryKey ?? ''))) {
+      throw unauthorized(t.se < Date.now() / 1000 ? 'the token has expired' : 'the token signature does not match the device key');
+    }
+    if (d.status !== 'enabled') throw unauthorized(`device ${deviceId} is disabled`);
+    return { kind: 'device', deviceId };
+  }
+
+  /** A back-end token (with skn) carrying `need`. */
+  authenticateService(token: string, need: Permission = 'serviceConnect'): Identity {
+    const t = this.parse(token);
+    const { host, rest } = this.checkHost(t.resource);
+    if (!t.skn) throw unauthorized('a back-end token needs a shared access policy (skn)');
+    if (rest && rest !== '/') throw unauthorized('a back-end token must be scoped to the hub');
+    void host;
+    const p = this.policyFor(t, need);
+    return { kind: 'service', policy: p.name, permissions: p.permissions };
+  }
+
+  /** A CBS put-token: the audience says what the token is for. */
+  authenticateAudience(token: string, audience: string): Identity {
+    const t = this.parse(token);
+    // Node sends the audience url-encoded, C raw, Python with https://.
+    const aud = splitResource(safeDecode(audience).replace(/^[a-z]+:\/\//i, ''));
+    const m = /^\/devices\/([^/]+)(?:\/modules\/[^/]+)?\/?$/.exec(aud.rest);
+    if (m) return this.authenticateDevice(token, m[1]);
+    void t;
+    return this.authenticateService(token);
+  }
+
+  authenticateThumbprint(deviceId: string, thumbprint: string): Identity {
+    const d = this.devices.get(deviceId);
+    if (!d || !d.x509Thumbprint) throw unauthorized(`device ${deviceId} has no X.509 thumbprint registered`);
+    if (d.x509Thumbprint !== thumbprint.replace(/:/g, '').toUpperCase()) throw unauthorized('the client certificate does not match the registered thumbprint');
+    if (d.status !== 'enabled') throw unauthorized(`device ${deviceId} is disabled`);
+    return { kind: 'device', deviceId };
+  }
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}

@@ -1,0 +1,34 @@
+/** Persistence: the registry and the queues in one JSON file, written atomically and debounced. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export class JsonStore<T> {
+  private timer: NodeJS.Timeout | undefined;
+  readonly file: string;
+
+  constructor(dir: string, private readonly snapshot: () => T, private readonly delayMs = 50) {
+    this.file = path.join(dir, 'hub-state.json');
+  }
+
+  load(): T | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(this.file, 'utf8')) as T;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new Error(`the local hub's state file ${this.file} cannot be read (${(err as Error).message}): move it away to start empty`);
+    }
+  }
+
+  schedule(): void {
+    if (!this.timer) this.timer = setTimeout(() => this.flush(), this.delayMs);
+  }
+
+  /** Write now: temp file then rename, so a crash never leaves half a file. */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(this.snapshot()), { mode: 0o600 });
+    fs.renameSync(tmp, this.file);
+  }
+}
