@@ -14,6 +14,13 @@ const files = [];
     else if (e.name.endsWith('.test.js')) files.push(path.relative(process.cwd(), p));
   }
 })(testDir);
+// One CA for every local hub the tests start, so the official SDKs (whose service client has no CA
+// option) trust them through NODE_EXTRA_CA_CERTS, which Node reads only at process start.
+const caDir = path.join(__dirname, '..', 'test-output', 'ca');
+require('../nodes/localhub/tls.js').ensureTlsMaterial(caDir, []);
+process.env.NODE_EXTRA_CA_CERTS = path.join(caDir, 'ca.pem');
+process.env.IOTHUB_TEST_CA_DIR = caDir;
+
 const only = process.argv.slice(2);
 const selected = only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files;
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...selected.sort()], { stdio: 'inherit' });

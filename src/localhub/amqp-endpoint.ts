@@ -4,6 +4,7 @@
  */
 import * as net from 'node:net';
 import { Connection, create_container, Delivery, EventContext, Message, message as rheaMessage, Receiver, Sender, string_to_uuid, types } from 'rhea';
+import { DispositionQueue } from '../core/amqp-settle';
 import { deviceIdFromTo, fromAmqpMessage, toAmqpMessage } from '../core/amqp-codec';
 import { AMQP_CONDITIONS, IotHubError } from '../core/errors';
 import { encodeFeedbackBody, FEEDBACK_CONTENT_TYPE } from '../core/feedback';
@@ -15,43 +16,7 @@ interface ConnState {
   devices: Map<string, number>;
   service?: { se: number };
   cbsSender?: Sender;
-  settle: Settler;
-}
-
-/** Settles deliveries one outcome per tick: rhea can coalesce same-tick dispositions under the first outcome. */
-class Settler {
-  private queue: (() => string)[] = [];
-  private scheduled = false;
-  push(fn: () => string): void {
-    this.queue.push(fn);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.drain());
-    }
-  }
-  private drain(): void {
-    let outcome: string | undefined;
-    while (this.queue.length > 0) {
-      // Peek by running: each fn settles and returns its outcome name; stop when it changes.
-      const fn = this.queue[0];
-      const next = (fn as unknown as { outcome?: string }).outcome;
-      if (outcome !== undefined && next !== outcome) break;
-      this.queue.shift();
-      outcome = fn();
-    }
-    this.scheduled = false;
-    if (this.queue.length > 0) {
-      this.scheduled = true;
-      setImmediate(() => this.drain());
-    }
-  }
-  settle(outcome: string, fn: () => void): void {
-    const f = Object.assign(() => {
-      fn();
-      return outcome;
-    }, { outcome });
-    this.push(f);
-  }
+  settle: DispositionQueue;
 }
 
 class SaslMechanism {
@@ -112,7 +77,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   function state(conn: Connection): ConnState {
     let s = states.get(conn);
     if (!s) {
-      s = { devices: new Map(), settle: new Settler() };
+      s = { devices: new Map(), settle: new DispositionQueue() };
       states.set(conn, s);
       // Identity from SASL PLAIN, if that is how the client came in.
       const sasl = (conn as unknown as { sasl_transport?: { username?: string; selected?: { username?: string } } }).sasl_transport;

@@ -1,0 +1,90 @@
+/** Opening an AMQP connection to IoT Hub (TLS or WebSockets) and claims-based auth on `$cbs` (PROTOCOL.md section 5). */
+import { randomUUID } from 'node:crypto';
+import { Connection, ConnectionOptions, create_container, EventContext, Message, Receiver, Sender, websocket_connect } from 'rhea';
+import WebSocket from 'ws';
+import type { ResolvedEndpoint } from './device-client';
+import { IotHubError } from './errors';
+
+export interface AmqpTls {
+  cert?: string;
+  key?: string;
+}
+
+export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extra: AmqpTls = {}): Connection {
+  const container = create_container({ id: `iothub-c2d-${randomUUID()}` });
+  const common = { reconnect: false, idle_time_out: 240_000, tcp_no_delay: true, hostname: e.servername } as Partial<ConnectionOptions>;
+  if (webSocket) {
+    const ws = websocket_connect(WebSocket as never);
+    const details = ws(`wss://${e.host}:${e.port}/$iothub/websocket`, ['AMQPWSB10'], {
+      ca: e.ca, rejectUnauthorized: e.rejectUnauthorized, servername: e.servername, cert: extra.cert, key: extra.key,
+    } as never);
+    return container.connect({ ...common, connection_details: details } as unknown as ConnectionOptions);
+  }
+  return container.connect({
+    ...common, host: e.host, port: e.port,
+    ...(e.tls ? { transport: 'tls', servername: e.servername, ca: e.ca, rejectUnauthorized: e.rejectUnauthorized, cert: extra.cert, key: extra.key } : {}),
+  } as ConnectionOptions);
+}
+
+/** The `$cbs` link pair: put-token requests matched to responses by correlation id. */
+export class Cbs {
+  private readonly sender: Sender;
+  private readonly receiver: Receiver;
+  private readonly pending = new Map<string, { resolve: () => void; reject: (e: IotHubError) => void; timer: NodeJS.Timeout }>();
+
+  constructor(connection: Connection) {
+    this.sender = connection.open_sender({ target: { address: '$cbs' } });
+    this.receiver = connection.open_receiver({ source: { address: '$cbs' } });
+    this.receiver.on('message', (ctx: EventContext) => {
+      const m = ctx.message as Message;
+      const id = String(m.correlation_id ?? '');
+      const p = this.pending.get(id);
+      if (!p) return;
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      const props = (m.application_properties ?? {}) as Record<string, unknown>;
+      const status = Number(props['status-code']);
+      if (status === 200 || status === 202) p.resolve();
+      else {
+        const text = String(props['status-description'] ?? `status ${status}`);
+        p.reject(new IotHubError(status === 401 || status === 403 ? 'UNAUTHORIZED' : status === 404 ? 'DEVICE_NOT_FOUND' : 'PROTOCOL_ERROR', `the hub refused the token: ${text}`));
+      }
+    });
+  }
+
+  putToken(audience: string, token: string, timeoutMs = 30_000): Promise<void> {
+    const id = randomUUID();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new IotHubError('TIMEOUT', 'the hub did not answer the token request'));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.sender.send({
+        to: '$cbs', message_id: id, reply_to: 'cbs', body: token,
+        application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: audience },
+      });
+    });
+  }
+
+  close(): void {
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.pending.clear();
+  }
+}
+
+/** Resolves when the connection opens; rejects with a typed error when it fails first. */
+export function whenOpen(connection: Connection): Promise<void> {
+  return new Promise((resolve, reject) => {
+    connection.once('connection_open', () => resolve());
+    connection.once('connection_error', (ctx: EventContext) => reject(amqpConnectionError(ctx)));
+    connection.once('disconnected', (ctx: EventContext) => reject(amqpConnectionError(ctx)));
+  });
+}
+
+export function amqpConnectionError(ctx: EventContext): IotHubError {
+  const err = ctx.error as { condition?: string; description?: string; message?: string } | undefined;
+  const text = err?.description ?? err?.message ?? 'the connection closed';
+  if (err?.condition === 'amqp:unauthorized-access') return new IotHubError('UNAUTHORIZED', `unauthorized: ${text}`);
+  return new IotHubError('CONNECTION_LOST', `connection failed: ${text}`);
+}

@@ -1,0 +1,103 @@
+/** The AMQP device transport (rhea): CBS auth, the C2D receiver link, complete / reject / abandon (PROTOCOL.md section 4). */
+import { Connection, Delivery, EventContext, Message, Receiver } from 'rhea';
+import { amqpConnectionError, Cbs, openAmqpConnection, whenOpen } from './amqp-connection';
+import { fromAmqpMessage } from './amqp-codec';
+import { DispositionQueue } from './amqp-settle';
+import type { DeviceClientOptions, DeviceSession, ResolvedEndpoint, SettleOutcome, TransportEvents } from './device-client';
+import { fromAmqpError, IotHubError } from './errors';
+import { deviceResourceUri, parseSasToken } from './sas';
+
+export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: string | undefined, events: TransportEvents): DeviceSession {
+  const creds = o.credentials;
+  const connection: Connection = openAmqpConnection(e, o.transport === 'amqp-ws', 'cert' in creds ? { cert: creds.cert, key: creds.key } : {});
+  const dispositions = new DispositionQueue();
+  const unsettled = new Map<string, Delivery>();
+  let receiver: Receiver | undefined;
+  let cbs: Cbs | undefined;
+  let done = false;
+  let failure: IotHubError | undefined;
+
+  const finish = (err?: IotHubError) => {
+    if (done) return;
+    done = true;
+    dispositions.clear();
+    cbs?.close();
+    unsettled.clear();
+    try {
+      connection.close();
+    } catch {
+      // Already closed.
+    }
+    events.closed(err);
+  };
+
+  const audience = () => (token ? parseSasToken(token).sr : encodeURIComponent(deviceResourceUri(e.hostName, o.deviceId)));
+
+  (async () => {
+    await whenOpen(connection);
+    if (token) {
+      cbs = new Cbs(connection);
+      await cbs.putToken(audience(), token);
+    }
+    receiver = connection.open_receiver({
+      source: { address: `/devices/${encodeURIComponent(o.deviceId)}/messages/devicebound` },
+      autoaccept: false,
+      credit_window: 1000,
+    });
+    receiver.on('receiver_open', () => events.connected());
+    receiver.on('receiver_error', (ctx: EventContext) => {
+      failure = fromAmqpError(ctx.receiver?.error as { condition?: string; description?: string });
+    });
+    receiver.on('receiver_close', () => finish(failure ?? new IotHubError('DETACHED', 'the hub closed the C2D link')));
+    receiver.on('message', (ctx: EventContext) => {
+      const delivery = ctx.delivery as Delivery;
+      const m = fromAmqpMessage(ctx.message as Message);
+      const lock = m.lockToken ?? String(delivery.id);
+      m.lockToken = lock;
+      unsettled.set(lock, delivery);
+      events.message(m);
+      if (o.settle !== 'manual') void settle(lock, 'complete').catch(() => undefined);
+    });
+  })().catch((err: unknown) => finish(err instanceof IotHubError ? err : new IotHubError('CONNECTION_LOST', (err as Error).message)));
+
+  connection.on('disconnected', (ctx: EventContext) => finish(failure ?? amqpConnectionError(ctx)));
+  connection.on('connection_close', () => finish(failure ?? new IotHubError('CONNECTION_LOST', 'the hub closed the connection')));
+  connection.on('connection_error', (ctx: EventContext) => {
+    failure = amqpConnectionError(ctx);
+  });
+
+  function settle(lockToken: string, outcome: SettleOutcome): Promise<void> {
+    const d = unsettled.get(lockToken);
+    if (!d || done) {
+      return Promise.reject(new IotHubError('LOCK_LOST', 'this message was settled already or its lock was lost: the hub delivers it again'));
+    }
+    unsettled.delete(lockToken);
+    return new Promise((resolve) => {
+      dispositions.settle(outcome, () => {
+        if (outcome === 'complete') d.accept();
+        else if (outcome === 'reject') d.reject({ condition: 'com.microsoft:rejected', description: 'rejected by the device' });
+        else d.release({ undeliverable_here: false, delivery_failed: true } as never);
+        resolve();
+      });
+    });
+  }
+
+  return {
+    settle,
+    end: async () => {
+      if (done) return;
+      // Let queued dispositions go out before the connection closes.
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+      const closed = new Promise<void>((resolve) => {
+        connection.once('connection_close', () => resolve());
+        connection.once('disconnected', () => resolve());
+        setTimeout(resolve, 2000).unref();
+      });
+      done = true;
+      cbs?.close();
+      connection.close();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,203 @@
+/**
+ * One connection for one device identity, over MQTT or AMQP (plain or WebSockets). Decides when to
+ * reconnect (RetryPolicy; slower after "unauthorized") and renews the SAS token before it expires.
+ */
+import { EventEmitter } from 'node:events';
+import { connectAmqp } from './amqp-device';
+import { connectMqtt } from './mqtt-device';
+import { IotHubError } from './errors';
+import { ReceivedC2DMessage } from './message';
+import { RetryOptions, RetryPolicy } from './retry';
+import { createSasToken, deviceResourceUri, parseSasToken } from './sas';
+
+export type DeviceTransport = 'mqtt' | 'mqtt-ws' | 'amqp' | 'amqp-ws';
+
+export interface Endpoint {
+  /** HostName from the connection string (SAS scope, MQTT user name); may carry :port. */
+  hostName: string;
+  /** Where to dial instead (a gateway, 127.0.0.1 for the local hub). */
+  connectHost?: string;
+  port?: number;
+  ca?: string;
+  rejectUnauthorized?: boolean;
+  tls?: boolean;
+}
+
+export type DeviceCredentials =
+  | { sharedAccessKey: string; sharedAccessKeyName?: string }
+  | { sharedAccessSignature: string }
+  | { cert: string; key: string };
+
+export interface DeviceClientOptions extends Endpoint {
+  deviceId: string;
+  transport: DeviceTransport;
+  credentials: DeviceCredentials;
+  tokenLifetimeSec?: number;
+  retry?: RetryOptions;
+  settle?: 'auto' | 'manual';
+}
+
+export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'unauthorized' | 'error' | 'closed';
+
+export interface StatusEvent {
+  state: ConnectionState;
+  attempt?: number;
+  nextRetryMs?: number;
+  error?: IotHubError;
+}
+
+export type SettleOutcome = 'complete' | 'reject' | 'abandon';
+
+/** What a transport reports back to the client that drives it. */
+export interface TransportEvents {
+  connected(): void;
+  message(m: ReceivedC2DMessage): void;
+  /** The connection is gone; err says why (undefined: closed on purpose). */
+  closed(err?: IotHubError): void;
+}
+
+export interface DeviceSession {
+  settle(lockToken: string, outcome: SettleOutcome): Promise<void>;
+  /** Closes gracefully; pending acknowledgements are flushed first. */
+  end(): Promise<void>;
+}
+
+export interface ResolvedEndpoint {
+  host: string;
+  hostName: string;
+  port: number;
+  servername: string;
+  ca?: string;
+  rejectUnauthorized: boolean;
+  tls: boolean;
+}
+
+const DEFAULT_PORTS: Record<DeviceTransport, number> = { mqtt: 8883, 'mqtt-ws': 443, amqp: 5671, 'amqp-ws': 443 };
+
+export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpoint {
+  const m = /^(.*?)(?::(\d+))?$/.exec(e.hostName) as RegExpExecArray;
+  const bareHost = m[1];
+  return {
+    host: e.connectHost || bareHost,
+    hostName: e.hostName,
+    port: e.port || (m[2] ? Number(m[2]) : defaultPort),
+    servername: bareHost,
+    ca: e.ca,
+    rejectUnauthorized: e.rejectUnauthorized !== false,
+    tls: e.tls !== false,
+  };
+}
+
+export class DeviceClient extends EventEmitter {
+  private _state: ConnectionState = 'disconnected';
+  private session: DeviceSession | undefined;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private closing = false;
+  private readonly policy: RetryPolicy;
+
+  constructor(private readonly o: DeviceClientOptions) {
+    super();
+    this.policy = new RetryPolicy(o.retry);
+  }
+
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  private setState(ev: StatusEvent): void {
+    this._state = ev.state;
+    this.emit('status', ev);
+  }
+
+  /** A fresh password for this connection attempt. */
+  token(nowSec = Math.floor(Date.now() / 1000)): { token?: string; expiresAt?: number } {
+    const c = this.o.credentials;
+    if ('sharedAccessSignature' in c) return { token: c.sharedAccessSignature, expiresAt: parseSasToken(c.sharedAccessSignature).se };
+    if ('sharedAccessKey' in c) {
+      const expiresAt = nowSec + (this.o.tokenLifetimeSec ?? 3600);
+      const resourceUri = deviceResourceUri(this.o.hostName, this.o.deviceId);
+      return { token: createSasToken({ resourceUri, key: c.sharedAccessKey, keyName: c.sharedAccessKeyName, expiresAt }), expiresAt };
+    }
+    return {};
+  }
+
+  open(): void {
+    if (this.closing || this.session || this.retryTimer) return;
+    this.connect();
+  }
+
+  private connect(): void {
+    this.retryTimer = undefined;
+    if (this.closing) return;
+    this.setState(this.attempt === 0 ? { state: 'connecting' } : { state: 'connecting', attempt: this.attempt });
+    const { token, expiresAt } = this.token();
+    const events: TransportEvents = {
+      connected: () => {
+        if (this.closing) return;
+        this.attempt = 0;
+        this.setState({ state: 'connected' });
+        this.scheduleRenewal(expiresAt);
+      },
+      message: (m) => this.emit('message', m),
+      closed: (err) => {
+        if (this.session !== session) return;
+        this.session = undefined;
+        if (this.renewTimer) clearTimeout(this.renewTimer);
+        this.renewTimer = undefined;
+        if (!this.closing) this.scheduleReconnect(err);
+      },
+    };
+    const session: DeviceSession = this.o.transport === 'mqtt' || this.o.transport === 'mqtt-ws'
+      ? connectMqtt(this.o, resolveEndpoint(this.o, DEFAULT_PORTS[this.o.transport]), token, events)
+      : connectAmqp(this.o, resolveEndpoint(this.o, DEFAULT_PORTS[this.o.transport]), token, events);
+    this.session = session;
+  }
+
+  private scheduleRenewal(expiresAt: number | undefined): void {
+    if (expiresAt === undefined || 'sharedAccessSignature' in this.o.credentials) return;
+    const lifetime = expiresAt - Date.now() / 1000;
+    // Renew at 80 % of the lifetime: before expiry with room for a slow reconnect.
+    const inMs = Math.max(1000, lifetime * 0.8 * 1000);
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.renewTimer = setTimeout(() => void this.renew(), inMs);
+    this.renewTimer.unref();
+  }
+
+  /** MQTT carries the token in CONNECT: reconnect with a new one (clean session false keeps the queue). */
+  private async renew(): Promise<void> {
+    this.renewTimer = undefined;
+    const s = this.session;
+    if (!s || this.closing) return;
+    this.session = undefined;
+    await s.end();
+    if (!this.closing) this.connect();
+  }
+
+  private scheduleReconnect(err?: IotHubError): void {
+    this.attempt++;
+    const unauthorized = err?.code === 'UNAUTHORIZED';
+    const delay = unauthorized ? this.policy.unauthorizedDelay(this.attempt) : this.policy.delay(this.attempt);
+    if (unauthorized) this.setState({ state: 'unauthorized', attempt: this.attempt, nextRetryMs: delay, error: err });
+    else this.setState({ state: 'reconnecting', attempt: this.attempt, nextRetryMs: delay, error: err });
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  settle(lockToken: string, outcome: SettleOutcome): Promise<void> {
+    if (!this.session) return Promise.reject(new IotHubError('NOT_CONNECTED', 'the device is not connected; the hub will deliver the message again'));
+    return this.session.settle(lockToken, outcome);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.retryTimer = this.renewTimer = undefined;
+    const s = this.session;
+    this.session = undefined;
+    if (s) await s.end();
+    this.setState({ state: 'closed' });
+    this.removeAllListeners('message');
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * What a config node owns: one service connection and one connection per device identity
+ * (IoT Hub allows one per device; a second one kicks the first off), shared by every
+ * node that uses them, reference-counted, with status fanned out to each user.
+ */
+import { ConnectionInfo } from './connection-string';
+import { DeviceClient, DeviceCredentials, DeviceTransport, StatusEvent, SettleOutcome } from './device-client';
+import { IotHubError } from './errors';
+import { C2DMessage, FeedbackRecord, ReceivedC2DMessage } from './message';
+import { RetryOptions } from './retry';
+import { ServiceClient } from './service-client';
+
+export interface HubSessionOptions {
+  connection: ConnectionInfo;
+  deviceTransport: DeviceTransport;
+  serviceTransport: 'amqp' | 'amqp-ws';
+  /** Host to dial instead of HostName (the local hub, a gateway). */
+  connectHost?: string;
+  ports?: { mqtt?: number; amqp?: number; ws?: number };
+  tls?: boolean;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  tokenLifetimeSec?: number;
+  retry?: RetryOptions;
+  /** How long a connection outlives its last user on a mere restart (a redeploy re-acquires it). */
+  lingerMs?: number;
+}
+
+export interface DeviceUser {
+  onStatus(s: StatusEvent): void;
+  onMessage(m: ReceivedC2DMessage): void;
+}
+
+export interface DeviceLease {
+  readonly deviceId: string;
+  settle(lockToken: string, outcome: SettleOutcome): Promise<void>;
+  /** removed: the node was deleted (close now when unused); otherwise linger for a restart. */
+  release(removed: boolean): Promise<void>;
+}
+
+export interface ServiceLease {
+  send(deviceId: string, m: C2DMessage): Promise<void>;
+  addFeedbackListener(fn: (records: FeedbackRecord[]) => void | Promise<void>): () => void;
+  release(removed: boolean): Promise<void>;
+}
+
+interface Shared<C> {
+  client: C;
+  users: Set<unknown>;
+  linger?: NodeJS.Timeout;
+  lastStatus?: StatusEvent;
+}
+
+/** What a connection string allows, for the editor and for clear runtime errors. */
+export interface Capabilities {
+  service: boolean;
+  /** Any device id can be simulated (hub policy key signing device tokens). */
+  anyDevice: boolean;
+  /** The one device a device connection string serves. */
+  deviceId?: string;
+}
+
+export function capabilitiesOf(c: ConnectionInfo): Capabilities {
+  if (c.kind === 'device') return { service: false, anyDevice: false, deviceId: c.deviceId };
+  return { service: true, anyDevice: true };
+}
+
+export class HubSession {
+  private readonly devices = new Map<string, Shared<DeviceClient>>();
+  private service: Shared<ServiceClient> | undefined;
+  private closed = false;
+
+  constructor(private readonly o: HubSessionOptions) {}
+
+  get capabilities(): Capabilities {
+    return capabilitiesOf(this.o.connection);
+  }
+
+  /** Device ids with an open connection (tests and the editor). */
+  get deviceIds(): string[] {
+    return [...this.devices.keys()];
+  }
+
+  private deviceCredentials(deviceId: string): DeviceCredentials {
+    const c = this.o.connection;
+    if (c.kind === 'device') {
+      if (c.deviceId !== deviceId) {
+        throw new IotHubError('INVALID_ARGUMENT',
+          `this connection string is for device "${c.deviceId}" only; use a hub policy connection string (with DeviceConnect) to act as "${deviceId}"`,
+          { field: 'deviceId' });
+      }
+      if (c.x509) {
+        if (!this.o.cert || !this.o.key) {
+          throw new IotHubError('INVALID_ARGUMENT', 'x509=true needs a client certificate and key in the config node', { field: 'cert' });
+        }
+        return { cert: this.o.cert, key: this.o.key };
+      }
+      if (c.sharedAccessSignature) return { sharedAccessSignature: c.sharedAccessSignature };
+      return { sharedAccessKey: c.sharedAccessKey as string, sharedAccessKeyName: c.sharedAccessKeyName };
+    }
+    return { sharedAccessKey: c.sharedAccessKey as string, sharedAccessKeyName: c.sharedAccessKeyName };
+  }
+
+  private devicePort(): number | undefined {
+    const t = this.o.deviceTransport;
+    if (t === 'mqtt') return this.o.ports?.mqtt;
+    if (t === 'amqp') return this.o.ports?.amqp;
+    return this.o.ports?.ws;
+  }
+
+  acquireDevice(deviceId: string, user: DeviceUser, settle: 'auto' | 'manual' = 'auto'): DeviceLease {
+    if (this.closed) throw new IotHubError('NOT_CONNECTED', 'the IoT Hub config node is closing');
+    if (!deviceId) throw new IotHubError('INVALID_ARGUMENT', 'no device id: set one in the node', { field: 'deviceId' });
+    let shared = this.devices.get(deviceId);
+    if (!shared) {
+      const client = new DeviceClient({
+        hostName: this.o.connection.hostName,
+        connectHost: this.o.connectHost ?? this.o.connection.gatewayHostName,
+        port: this.devicePort(),
+        tls: this.o.tls,
+        ca: this.o.ca,
+        deviceId,
+        transport: this.o.deviceTransport,
+        credentials: this.deviceCredentials(deviceId),
+        tokenLifetimeSec: this.o.tokenLifetimeSec,
+        retry: this.o.retry,
+        settle,
+      });
+      const s: Shared<DeviceClient> = { client, users: new Set() };
+      client.on('status', (ev: StatusEvent) => {
+        s.lastStatus = ev;
+        for (const u of s.users) (u as DeviceUser).onStatus(ev);
+      });
+      client.on('message', (m: ReceivedC2DMessage) => {
+        for (const u of s.users) (u as DeviceUser).onMessage(m);
+      });
+      shared = s;
+      this.devices.set(deviceId, s);
+      client.open();
+    }
+    const s = shared;
+    if (s.linger) {
+      clearTimeout(s.linger);
+      s.linger = undefined;
+    }
+    s.users.add(user);
+    if (s.lastStatus) user.onStatus(s.lastStatus);
+    return {
+      deviceId,
+      settle: (lockToken, outcome) => s.client.settle(lockToken, outcome),
+      release: (removed) => this.releaseShared(s, user, removed, () => {
+        if (this.devices.get(deviceId) === s) this.devices.delete(deviceId);
+      }),
+    };
+  }
+
+  acquireService(onStatus: (s: StatusEvent) => void): ServiceLease {
+    if (this.closed) throw new IotHubError('NOT_CONNECTED', 'the IoT Hub config node is closing');
+    const c = this.o.connection;
+    if (c.kind !== 'service' || !c.sharedAccessKeyName || !c.sharedAccessKey) {
+      throw new IotHubError('INVALID_CONNECTION_STRING',
+        'sending and feedback need a hub policy connection string with ServiceConnect (e.g. the "service" or "iothubowner" policy), not a device connection string',
+        { field: 'connectionString' });
+    }
+    if (!this.service) {
+      const client = new ServiceClient({
+        hostName: c.hostName,
+        connectHost: this.o.connectHost,
+        port: this.o.serviceTransport === 'amqp' ? this.o.ports?.amqp : this.o.ports?.ws,
+        tls: this.o.tls,
+        ca: this.o.ca,
+        transport: this.o.serviceTransport,
+        sharedAccessKeyName: c.sharedAccessKeyName,
+        sharedAccessKey: c.sharedAccessKey,
+        tokenLifetimeSec: this.o.tokenLifetimeSec,
+        retry: this.o.retry,
+      });
+      const s: Shared<ServiceClient> = { client, users: new Set() };
+      client.on('status', (ev: StatusEvent) => {
+        s.lastStatus = ev;
+        for (const u of s.users) (u as (e: StatusEvent) => void)(ev);
+      });
+      this.service = s;
+      client.open();
+    }
+    const s = this.service;
+    if (s.linger) {
+      clearTimeout(s.linger);
+      s.linger = undefined;
+    }
+    s.users.add(onStatus);
+    if (s.lastStatus) onStatus(s.lastStatus);
+    const removers = new Set<() => void>();
+    return {
+      send: (deviceId, m) => s.client.send(deviceId, m),
+      addFeedbackListener: (fn) => {
+        const remove = s.client.addFeedbackListener(fn);
+        removers.add(remove);
+        return () => {
+          removers.delete(remove);
+          remove();
+        };
+      },
+      release: (removed) => {
+        for (const r of removers) r();
+        removers.clear();
+        return this.releaseShared(s, onStatus, removed, () => {
+          if (this.service === s) this.service = undefined;
+        });
+      },
+    };
+  }
+
+  private async releaseShared<C extends DeviceClient | ServiceClient>(
+    s: Shared<C>, user: unknown, removed: boolean, forget: () => void,
+  ): Promise<void> {
+    if (!s.users.delete(user) || s.users.size > 0) return;
+    const lingerMs = this.o.lingerMs ?? 5000;
+    if (removed || lingerMs <= 0 || this.closed) {
+      forget();
+      await s.client.close();
+      return;
+    }
+    s.linger = setTimeout(() => {
+      s.linger = undefined;
+      if (s.users.size === 0) {
+        forget();
+        void s.client.close();
+      }
+    }, lingerMs);
+  }
+
+  /** Closes every connection now (the config node itself is closing). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const all: Promise<void>[] = [];
+    for (const s of this.devices.values()) {
+      if (s.linger) clearTimeout(s.linger);
+      all.push(s.client.close());
+    }
+    this.devices.clear();
+    if (this.service) {
+      if (this.service.linger) clearTimeout(this.service.linger);
+      all.push(this.service.client.close());
+      this.service = undefined;
+    }
+    await Promise.allSettled(all);
+  }
+}

@@ -1,0 +1,305 @@
+/**
+ * The back end's AMQP connection (ServiceConnect): pipelined C2D sends on one sender link, and the
+ * hub's feedback receiver shared by every listener. Nothing waits forever and nothing is dropped
+ * silently: while disconnected, sends wait in a bounded queue, then fail with a typed error.
+ */
+import { EventEmitter } from 'node:events';
+import { Connection, Delivery, EventContext, Message, Receiver, Sender } from 'rhea';
+import { amqpConnectionError, Cbs, openAmqpConnection, whenOpen } from './amqp-connection';
+import { toAmqpMessage } from './amqp-codec';
+import { ConnectionState, Endpoint, resolveEndpoint, StatusEvent } from './device-client';
+import { fromAmqpError, IotHubError } from './errors';
+import { parseFeedbackBody } from './feedback';
+import { C2DMessage, FeedbackRecord } from './message';
+import { RetryOptions, RetryPolicy } from './retry';
+import { createSasToken } from './sas';
+
+export interface ServiceClientOptions extends Endpoint {
+  transport?: 'amqp' | 'amqp-ws';
+  sharedAccessKeyName: string;
+  sharedAccessKey: string;
+  tokenLifetimeSec?: number;
+  retry?: RetryOptions;
+  /** Sends that may wait while disconnected. */
+  pendingLimit?: number;
+  pendingTimeoutMs?: number;
+  /** How long a sent message may wait for the hub's answer. */
+  sendTimeoutMs?: number;
+}
+
+interface PendingSend {
+  deviceId: string;
+  message: C2DMessage;
+  resolve: () => void;
+  reject: (e: IotHubError) => void;
+  deadline: number;
+}
+
+type FeedbackListener = (records: FeedbackRecord[]) => void | Promise<void>;
+
+export class ServiceClient extends EventEmitter {
+  private _state: ConnectionState = 'disconnected';
+  private connection: Connection | undefined;
+  private sender: Sender | undefined;
+  private feedbackReceiver: Receiver | undefined;
+  private cbs: Cbs | undefined;
+  private waiting: PendingSend[] = [];
+  private readonly inflight = new Map<Delivery, PendingSend>();
+  private readonly feedbackListeners = new Set<FeedbackListener>();
+  private readonly policy: RetryPolicy;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private closing = false;
+  private opened = false;
+
+  constructor(private readonly o: ServiceClientOptions) {
+    super();
+    this.policy = new RetryPolicy(o.retry);
+  }
+
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  /** Messages waiting for a connection plus those awaiting the hub's answer. */
+  get backlog(): number {
+    return this.waiting.length + this.inflight.size;
+  }
+
+  private setState(ev: StatusEvent): void {
+    this._state = ev.state;
+    this.emit('status', ev);
+  }
+
+  private token(): { token: string; expiresAt: number } {
+    const expiresAt = Math.floor(Date.now() / 1000) + (this.o.tokenLifetimeSec ?? 3600);
+    return { token: createSasToken({ resourceUri: this.o.hostName, key: this.o.sharedAccessKey, keyName: this.o.sharedAccessKeyName, expiresAt }), expiresAt };
+  }
+
+  open(): void {
+    if (this.opened || this.closing) return;
+    this.opened = true;
+    this.sweepTimer = setInterval(() => this.sweep(), 250);
+    this.sweepTimer.unref();
+    this.connect();
+  }
+
+  private connect(): void {
+    this.retryTimer = undefined;
+    if (this.closing) return;
+    this.setState(this.attempt === 0 ? { state: 'connecting' } : { state: 'connecting', attempt: this.attempt });
+    const e = resolveEndpoint(this.o, this.o.transport === 'amqp-ws' ? 443 : 5671);
+    const connection = openAmqpConnection(e, this.o.transport === 'amqp-ws');
+    this.connection = connection;
+    let failed = false;
+    const fail = (err: IotHubError) => {
+      if (failed || this.connection !== connection) return;
+      failed = true;
+      this.dropConnection(err);
+    };
+    connection.on('disconnected', (ctx: EventContext) => fail(amqpConnectionError(ctx)));
+    connection.on('connection_close', (ctx: EventContext) => fail(amqpConnectionError(ctx)));
+    connection.on('connection_error', () => undefined);
+    (async () => {
+      await whenOpen(connection);
+      this.cbs = new Cbs(connection);
+      const { token, expiresAt } = this.token();
+      await this.cbs.putToken(this.o.hostName, token);
+      this.scheduleRenewal(expiresAt);
+      await this.openSender(connection);
+      if (this.feedbackListeners.size > 0) this.openFeedback(connection);
+      this.attempt = 0;
+      this.setState({ state: 'connected' });
+      this.drain();
+    })().catch((err: unknown) => fail(err instanceof IotHubError ? err : new IotHubError('CONNECTION_LOST', (err as Error).message)));
+  }
+
+  private openSender(connection: Connection): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const sender = connection.open_sender({ target: { address: '/messages/devicebound' }, autosettle: true });
+      this.sender = sender;
+      sender.once('sender_open', () => resolve());
+      sender.once('sender_close', (ctx: EventContext) => {
+        const err = fromAmqpError(ctx.sender?.error as never);
+        reject(err);
+        if (this.connection === connection) this.dropConnection(err);
+      });
+      sender.on('sendable', () => this.drain());
+      const settle = (ok: boolean) => (ctx: EventContext) => {
+        const p = this.inflight.get(ctx.delivery as Delivery);
+        if (!p) return;
+        this.inflight.delete(ctx.delivery as Delivery);
+        if (ok) p.resolve();
+        else {
+          const state = (ctx.delivery as unknown as { remote_state?: { error?: { condition?: string; description?: string } } }).remote_state;
+          p.reject(fromAmqpError(state?.error ?? { condition: 'amqp:internal-error', description: 'the hub released the message' }));
+        }
+      };
+      sender.on('accepted', settle(true));
+      sender.on('rejected', settle(false));
+      // Released or modified is not success (the Node SDK treats it as one; we do not).
+      sender.on('released', settle(false));
+      sender.on('modified', settle(false));
+    });
+  }
+
+  private openFeedback(connection: Connection): void {
+    if (this.feedbackReceiver) return;
+    const r = connection.open_receiver({ source: { address: '/messages/serviceBound/feedback' }, autoaccept: false, credit_window: 10 });
+    this.feedbackReceiver = r;
+    r.on('message', (ctx: EventContext) => void this.onFeedback(ctx));
+    r.on('receiver_close', () => {
+      if (this.feedbackReceiver === r) this.feedbackReceiver = undefined;
+    });
+  }
+
+  private async onFeedback(ctx: EventContext): Promise<void> {
+    const delivery = ctx.delivery as Delivery;
+    let records: FeedbackRecord[];
+    try {
+      records = parseFeedbackBody((ctx.message as Message).body);
+    } catch (err) {
+      // Unreadable feedback would come back forever: dead-letter it, and say so.
+      delivery.reject({ condition: 'amqp:decode-error', description: (err as Error).message });
+      this.emit('feedbackError', err);
+      return;
+    }
+    try {
+      await Promise.all([...this.feedbackListeners].map((fn) => fn(records)));
+      delivery.accept();
+    } catch (err) {
+      delivery.release();
+      this.emit('feedbackError', err);
+    }
+  }
+
+  private scheduleRenewal(expiresAt: number): void {
+    const inMs = Math.max(1000, (expiresAt - Date.now() / 1000) * 0.8 * 1000);
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.renewTimer = setTimeout(() => {
+      const { token, expiresAt: next } = this.token();
+      this.cbs?.putToken(this.o.hostName, token).then(() => this.scheduleRenewal(next),
+        (err: IotHubError) => this.dropConnection(err));
+    }, inMs);
+    this.renewTimer.unref();
+  }
+
+  private dropConnection(err: IotHubError): void {
+    const connection = this.connection;
+    this.connection = undefined;
+    this.sender = undefined;
+    this.feedbackReceiver = undefined;
+    this.cbs?.close();
+    this.cbs = undefined;
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    try {
+      connection?.close();
+    } catch {
+      // Already closed.
+    }
+    // The hub may or may not have taken them: the caller decides whether to send again.
+    for (const p of this.inflight.values()) {
+      p.reject(new IotHubError('CONNECTION_LOST', 'the connection dropped before the hub confirmed the message; it may or may not have been enqueued', { cause: err }));
+    }
+    this.inflight.clear();
+    if (this.closing) return;
+    this.attempt++;
+    const unauthorized = err.code === 'UNAUTHORIZED';
+    const delay = unauthorized ? this.policy.unauthorizedDelay(this.attempt) : this.policy.delay(this.attempt);
+    this.setState({ state: unauthorized ? 'unauthorized' : 'reconnecting', attempt: this.attempt, nextRetryMs: delay, error: err });
+    if (unauthorized) this.failWaiting(err);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  private failWaiting(err: IotHubError): void {
+    const w = this.waiting;
+    this.waiting = [];
+    for (const p of w) p.reject(err);
+  }
+
+  private drain(): void {
+    const s = this.sender;
+    if (!s || this._state !== 'connected') return;
+    while (this.waiting.length > 0 && s.sendable()) {
+      const p = this.waiting.shift() as PendingSend;
+      const delivery = s.send(toAmqpMessage(p.deviceId, p.message));
+      p.deadline = Date.now() + (this.o.sendTimeoutMs ?? 60_000);
+      this.inflight.set(delivery, p);
+    }
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    if (this.waiting.length > 0 && this.waiting[0].deadline <= now) {
+      const keep: PendingSend[] = [];
+      for (const p of this.waiting) {
+        if (p.deadline <= now) p.reject(new IotHubError('NOT_CONNECTED', `not connected to the hub for ${Math.round((this.o.pendingTimeoutMs ?? 30_000) / 1000)} s; the message was not sent`));
+        else keep.push(p);
+      }
+      this.waiting = keep;
+    }
+    for (const [d, p] of this.inflight) {
+      if (p.deadline <= now) {
+        this.inflight.delete(d);
+        p.reject(new IotHubError('TIMEOUT', 'the hub did not confirm the message in time; it may or may not have been enqueued'));
+      }
+    }
+  }
+
+  send(deviceId: string, message: C2DMessage): Promise<void> {
+    if (this.closing) return Promise.reject(new IotHubError('NOT_CONNECTED', 'the connection is closing'));
+    if (this._state === 'unauthorized') {
+      return Promise.reject(new IotHubError('UNAUTHORIZED', 'the hub refused the credentials: check the key and that the policy has ServiceConnect'));
+    }
+    if (this.waiting.length >= (this.o.pendingLimit ?? 1000)) {
+      return Promise.reject(new IotHubError('NOT_CONNECTED', `${this.waiting.length} messages are already waiting for the hub; this one was not sent`));
+    }
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ deviceId, message, resolve, reject, deadline: Date.now() + (this.o.pendingTimeoutMs ?? 30_000) });
+      this.drain();
+    });
+  }
+
+  /** Feedback flows while at least one listener is registered; each sees every record. */
+  addFeedbackListener(fn: FeedbackListener): () => void {
+    this.feedbackListeners.add(fn);
+    if (this.connection && this._state === 'connected') this.openFeedback(this.connection);
+    return () => {
+      this.feedbackListeners.delete(fn);
+      if (this.feedbackListeners.size === 0 && this.feedbackReceiver) {
+        this.feedbackReceiver.close();
+        this.feedbackReceiver = undefined;
+      }
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const t of [this.retryTimer, this.renewTimer]) if (t) clearTimeout(t);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.failWaiting(new IotHubError('NOT_CONNECTED', 'the connection closed before the message was sent'));
+    const connection = this.connection;
+    this.connection = undefined;
+    this.cbs?.close();
+    if (connection) {
+      const closed = new Promise<void>((resolve) => {
+        connection.once('connection_close', () => resolve());
+        connection.once('disconnected', () => resolve());
+        setTimeout(resolve, 2000).unref();
+      });
+      try {
+        connection.close();
+      } catch {
+        // Already closed.
+      }
+      await closed;
+    }
+    for (const p of this.inflight.values()) p.reject(new IotHubError('CONNECTION_LOST', 'the connection closed before the hub confirmed the message'));
+    this.inflight.clear();
+    this.feedbackListeners.clear();
+    this.setState({ state: 'closed' });
+  }
+}

@@ -1,0 +1,123 @@
+/** c2d send: sends msg.payload as a C2D message, with property mapping and delivery tracking. */
+import { DeliveryTracker } from './core/delivery-tracker';
+import { StatusEvent } from './core/device-client';
+import { IotHubError } from './core/errors';
+import { ServiceLease } from './core/hub-session';
+import { AckMode } from './core/message';
+import { buildC2DMessage, EvaluatedRow, MappingRow, parseAck, parseExpiry, renderTemplate } from './core/outgoing';
+import type { ConnectionNode } from './iothub-connection';
+import { Node, NodeAPI, NodeDef, NodeMessage } from './node-red';
+
+module.exports = function (RED: NodeAPI) {
+  function evaluate(node: Node, value: string, type: string, msg: NodeMessage): Promise<unknown> {
+    if (type === 'template') return Promise.resolve(renderTemplate(value, msg));
+    return new Promise((resolve, reject) => {
+      RED.util.evaluateNodeProperty(value, type, node, msg, (err, result) => (err ? reject(err) : resolve(result)));
+    });
+  }
+
+  async function evaluateRows(node: Node, rows: MappingRow[], msg: NodeMessage): Promise<EvaluatedRow[]> {
+    const out: EvaluatedRow[] = [];
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i];
+      let value: unknown;
+      try {
+        value = await evaluate(node, r.value, r.valueType, msg);
+      } catch (err) {
+        throw new IotHubError('INVALID_MESSAGE',
+          `property row ${i + 1} "${r.name}": ${r.valueType} value cannot be evaluated (${(err as Error).message})`,
+          { field: `mappings[${i + 1}]` });
+      }
+      out.push({ name: r.name, value, row: i + 1 });
+    }
+    return out;
+  }
+
+  function C2DSendNode(this: Node, def: NodeDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = RED.nodes.getNode(def.connection as string) as ConnectionNode | null;
+    const rows: MappingRow[] = Array.isArray(def.mappings) ? (def.mappings as MappingRow[]) : [];
+    const nodeAck: AckMode = (['none', 'positive', 'negative', 'full'].includes(def.ack as string) ? def.ack : 'none') as AckMode;
+    const ttl = Number(def.ttl);
+    const ttlSec = Number.isFinite(ttl) && ttl > 0 ? ttl : undefined;
+    const trackDelivery = def.trackDelivery === true || def.trackDelivery === 'true';
+    const trackTimeoutMs = (Number(def.trackTimeout) > 0 ? Number(def.trackTimeout) : 60) * 1000;
+    const deviceIdType = typeof def.deviceIdType === 'string' ? def.deviceIdType : 'str';
+    const deviceIdValue = typeof def.deviceId === 'string' ? def.deviceId : '';
+    const tracker = new DeliveryTracker();
+    let lease: ServiceLease | undefined;
+    let leaseError: Error | undefined;
+    let removeFeedback: (() => void) | undefined;
+    let closing = false;
+
+    const ready: Promise<ServiceLease> = config
+      ? config.configError
+        ? Promise.reject(config.configError)
+        : config.useService((ev: StatusEvent) => node.status(config.statusOf(ev)))
+      : Promise.reject(new IotHubError('INVALID_ARGUMENT', RED._('iothub-c2d-send.errors.noConfig'), { field: 'connection' }));
+    ready.then((l) => {
+      if (closing) {
+        void l.release(false);
+        return;
+      }
+      lease = l;
+      if (trackDelivery) removeFeedback = l.addFeedbackListener((records) => tracker.handleRecords(records));
+    }, (err: Error) => {
+      leaseError = err;
+      node.status({ fill: 'red', shape: 'ring', text: err instanceof IotHubError ? err.code.toLowerCase().replace(/_/g, ' ') : 'error' });
+      node.error(err.message);
+    });
+
+    async function deviceIdOf(msg: NodeMessage): Promise<string> {
+      let id: unknown;
+      if (deviceIdType === 'str' && !deviceIdValue) id = msg.deviceId;
+      else id = await evaluate(node, deviceIdValue, deviceIdType, msg);
+      if (typeof id !== 'string' || !id.trim()) {
+        throw new IotHubError('INVALID_ARGUMENT', RED._('iothub-c2d-send.errors.noDevice'), { field: 'deviceId' });
+      }
+      return id.trim();
+    }
+
+    node.on('input', (msg, send, done) => {
+      (async () => {
+        const deviceId = await deviceIdOf(msg);
+        let ack = msg.ack !== undefined ? parseAck(msg.ack, 'msg.ack') : nodeAck;
+        // Tracking needs the hub to report both outcomes.
+        if (trackDelivery) ack = 'full';
+        const expiry = msg.expiryTimeUtc !== undefined ? parseExpiry(msg.expiryTimeUtc, 'msg.expiryTimeUtc') : undefined;
+        const evaluated = await evaluateRows(node, rows, msg);
+        const message = buildC2DMessage({ payload: msg.payload, rows: evaluated, ack, ttlSec, expiryTimeUtc: expiry });
+        const l = lease ?? (leaseError ? undefined : await ready);
+        if (!l) throw leaseError ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
+        const messageId = message.messageId as string;
+        if (trackDelivery) {
+          tracker.track(messageId, trackTimeoutMs, (outcome, record) => {
+            const out: NodeMessage = { ...msg, messageId, deviceId, delivery: outcome };
+            if (record) out.feedback = record;
+            else out.deliveryNote = RED._('iothub-c2d-send.track.timeoutNote');
+            send(out);
+          });
+        }
+        try {
+          await l.send(deviceId, message);
+        } catch (err) {
+          if (trackDelivery) tracker.forget(messageId);
+          throw err;
+        }
+        msg.messageId = messageId;
+      })().then(() => done(), (err: Error) => done(err));
+    });
+
+    node.on('close', (removed, done) => {
+      closing = true;
+      const dropped = tracker.close();
+      if (dropped > 0) node.warn(RED._('iothub-c2d-send.track.dropped', { n: dropped }));
+      if (removeFeedback) removeFeedback();
+      const l = lease;
+      lease = undefined;
+      (l ? l.release(removed) : Promise.resolve()).then(() => done(), () => done());
+    });
+  }
+  RED.nodes.registerType('iothub-c2d-send', C2DSendNode);
+};

@@ -1,0 +1,120 @@
+/** device receive: acts as a device and emits one msg per C2D message. */
+import { SettleOutcome, StatusEvent } from './core/device-client';
+import { IotHubError } from './core/errors';
+import { DeviceLease } from './core/hub-session';
+import { ReceivedC2DMessage } from './core/message';
+import type { ConnectionNode } from './iothub-connection';
+import { Node, NodeAPI, NodeDef, NodeMessage } from './node-red';
+import { decodePayload, PayloadOutput } from './payload';
+
+const OUTCOMES: SettleOutcome[] = ['complete', 'reject', 'abandon'];
+
+export function toMsg(deviceId: string, m: ReceivedC2DMessage, output: PayloadOutput): NodeMessage {
+  const msg: NodeMessage = {
+    topic: `devices/${deviceId}/messages/devicebound`,
+    deviceId,
+    messageId: m.messageId,
+    correlationId: m.correlationId,
+    userId: m.userId,
+    contentType: m.contentType,
+    contentEncoding: m.contentEncoding,
+    expiryTimeUtc: m.expiryTimeUtc !== undefined ? new Date(m.expiryTimeUtc).toISOString() : undefined,
+    ack: m.ack,
+    properties: { ...m.properties },
+    systemProperties: { ...m.systemProperties },
+  };
+  if (m.lockToken !== undefined) msg.lockToken = m.lockToken;
+  if (m.deliveryCount !== undefined) msg.deliveryCount = m.deliveryCount;
+  if (m.enqueuedTimeUtc !== undefined) msg.enqueuedTimeUtc = new Date(m.enqueuedTimeUtc).toISOString();
+  if (m.sequenceNumber !== undefined) msg.sequenceNumber = m.sequenceNumber;
+  msg.payload = decodePayload(m.body, m.contentType, output);
+  return msg;
+}
+
+module.exports = function (RED: NodeAPI) {
+  function DeviceReceiveNode(this: Node, def: NodeDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = RED.nodes.getNode(def.connection as string) as ConnectionNode | null;
+    const output = (['auto', 'string', 'buffer', 'json'].includes(def.output as string) ? def.output : 'auto') as PayloadOutput;
+    const settle = def.settle === 'manual' ? 'manual' : 'auto';
+    const deviceId = (typeof def.deviceId === 'string' ? def.deviceId.trim() : '') || config?.capabilities?.deviceId || '';
+    let lease: DeviceLease | undefined;
+    let closing = false;
+
+    const fail = (text: string) => node.status({ fill: 'red', shape: 'ring', text });
+
+    if (!config) {
+      fail(RED._('iothub-device-receive.status.noConfig'));
+      node.error(RED._('iothub-device-receive.errors.noConfig'));
+    } else if (config.configError) {
+      fail(RED._('iothub-device-receive.status.badConfig'));
+    } else if (!deviceId) {
+      fail(RED._('iothub-device-receive.status.noDevice'));
+      node.error(RED._('iothub-device-receive.errors.noDevice'));
+    } else {
+      node.status({ fill: 'yellow', shape: 'ring', text: RED._('iothub-device-receive.status.connecting') });
+      config.useDevice(deviceId, {
+        onStatus: (ev: StatusEvent) => {
+          node.status(config.statusOf(ev));
+          if (ev.state === 'unauthorized' || ev.state === 'error') {
+            if (ev.error) node.warn(ev.error.message);
+          }
+        },
+        onMessage: (m: ReceivedC2DMessage) => {
+          let msg: NodeMessage;
+          try {
+            msg = toMsg(deviceId, m, output);
+          } catch (err) {
+            // The body did not fit the chosen output: the Catch node gets it with the raw body.
+            const raw = toMsg(deviceId, m, 'buffer');
+            node.error(err, raw);
+            return;
+          }
+          node.send(msg);
+        },
+      }, settle).then((l) => {
+        if (closing) void l.release(false);
+        else lease = l;
+      }, (err: Error) => {
+        fail(err instanceof IotHubError ? err.code.toLowerCase().replace(/_/g, ' ') : 'error');
+        node.error(err.message);
+      });
+    }
+
+    node.on('input', (msg, send, done) => {
+      if (settle !== 'manual') {
+        done(new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.notManual')));
+        return;
+      }
+      const lockToken = msg.lockToken;
+      const outcome = msg.settle;
+      if (typeof lockToken !== 'string' || !lockToken) {
+        done(new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.noLockToken'), { field: 'lockToken' }));
+        return;
+      }
+      if (typeof outcome !== 'string' || !OUTCOMES.includes(outcome as SettleOutcome)) {
+        done(new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.badSettle'), { field: 'settle' }));
+        return;
+      }
+      if (!lease) {
+        done(new IotHubError('NOT_CONNECTED', RED._('iothub-device-receive.errors.notConnected')));
+        return;
+      }
+      lease.settle(lockToken, outcome as SettleOutcome).then(() => {
+        msg.settled = outcome;
+        // The second output carries settle results, so a loop back into this node cannot re-trigger itself.
+        send([null, msg]);
+        done();
+      }, (err: Error) => done(err));
+    });
+
+    node.on('close', (removed, done) => {
+      closing = true;
+      const l = lease;
+      lease = undefined;
+      (l ? l.release(removed) : Promise.resolve()).then(() => done(), () => done());
+    });
+  }
+  RED.nodes.registerType('iothub-device-receive', DeviceReceiveNode);
+};
