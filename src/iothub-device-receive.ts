@@ -23,6 +23,8 @@ export function toMsg(deviceId: string, m: ReceivedC2DMessage, output: PayloadOu
     properties: { ...m.properties },
     systemProperties: { ...m.systemProperties },
   };
+  // Absent system properties stay absent rather than showing as undefined in the debug sidebar.
+  for (const k of Object.keys(msg)) if (msg[k] === undefined) delete msg[k];
   if (m.lockToken !== undefined) msg.lockToken = m.lockToken;
   if (m.deliveryCount !== undefined) msg.deliveryCount = m.deliveryCount;
   if (m.enqueuedTimeUtc !== undefined) msg.enqueuedTimeUtc = new Date(m.enqueuedTimeUtc).toISOString();

@@ -56,7 +56,8 @@ function certificate(o: {
   subject: string; issuer: string; pub: KeyObject; signer: KeyObject; issuerKeyId: Buffer; days: number; extensions: Buffer[];
 }): string {
   const serial = randomBytes(16);
-  serial[0] &= 0x7f;
+  // Positive and without a leading zero byte: DER rejects non-minimal INTEGERs ("illegal padding").
+  serial[0] = (serial[0] & 0x7f) | 0x40;
   const now = Date.now();
   const tbs = seq(
     der(0xa0, int(Buffer.from([2]))),

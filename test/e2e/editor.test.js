@@ -21,7 +21,7 @@ const flow = (dataDir) => [
   { id: 'send', type: 'iothub-c2d-send', z: 'tab1', name: '', connection: 'cfg', deviceId: 'e2e-device', deviceIdType: 'str', ack: 'full', ttl: '', mappings: [], trackDelivery: false, trackTimeout: 60, outputs: 0, x: 330, y: 60, wires: [] },
   { id: 'recv', type: 'iothub-device-receive', z: 'tab1', name: '', connection: 'cfg', deviceId: 'e2e-device', output: 'auto', settle: 'auto', inputs: 0, outputs: 1, x: 140, y: 140, wires: [['dbg']] },
   { id: 'fb', type: 'iothub-c2d-feedback', z: 'tab1', name: '', connection: 'cfg', split: true, x: 140, y: 220, wires: [['dbg2']] },
-  { id: 'dbg', type: 'debug', z: 'tab1', name: 'device got', active: true, tosidebar: true, console: false, tostatus: false, complete: 'true', targetType: 'full', x: 360, y: 140, wires: [] },
+  { id: 'dbg', type: 'debug', z: 'tab1', name: 'device got', active: true, tosidebar: true, console: false, tostatus: false, complete: 'properties', targetType: 'msg', x: 360, y: 140, wires: [] },
   { id: 'dbg2', type: 'debug', z: 'tab1', name: 'feedback', active: true, tosidebar: true, console: false, tostatus: false, complete: 'payload', targetType: 'msg', x: 360, y: 220, wires: [] },
 ];
 
@@ -70,7 +70,7 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
 
   // The config node's dialog, opened from its pencil button in the send dialog.
   await openDialog('send', ['#node-input-connection', '#node-input-deviceId', '#node-input-ack', '#node-input-ttl', '#node-input-trackDelivery', '#node-input-mappings-container'], '04-c2d-send.png');
-  await page.click('#node-input-lookup-connection');
+  await page.locator('#node-input-connection').locator('xpath=..').locator('a:has(i.fa-pencil)').click();
   await page.waitForSelector('#node-config-input-mode', { state: 'visible' });
   for (const f of ['#node-config-input-deviceTransport', '#node-config-input-serviceTransport', '#node-config-input-tokenLifetime']) {
     await page.waitForSelector(f, { state: 'attached' });
@@ -78,15 +78,17 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
   assert.equal(await page.inputValue('#node-config-input-mode'), 'local');
   await page.screenshot({ path: path.join(shots, '05-config.png') });
   await page.click('#node-config-dialog-cancel');
-  await page.waitForSelector('#node-input-mappings-container', { state: 'visible' });
+  await page.waitForSelector('.red-ui-editableList-addButton', { state: 'visible' });
 
   // A mapping row: name + a template value.
   await page.click('.red-ui-editableList-addButton');
-  const row = page.locator('#node-input-mappings-container li').last();
+  const row = page.locator('#node-input-mappings-container > li').last();
   await row.locator('input.node-input-mapping-name').fill('greeting');
   await row.locator('.red-ui-typedInput-type-select').click();
-  await page.locator('.red-ui-typedInput-options a[value="template"]').click();
-  await row.locator('.red-ui-typedInput-input input').fill('hi {{payload}}');
+  await page.screenshot({ path: path.join(shots, '06a-type-menu.png') });
+  await page.locator('.red-ui-typedInput-options [value="template"]').first().click();
+  await page.screenshot({ path: path.join(shots, '06b-type-chosen.png') });
+  await row.locator('.red-ui-typedInput-input-wrap input:visible').fill('hi {{payload}}');
   await page.screenshot({ path: path.join(shots, '06-mapping-row.png') });
   await page.click('#node-dialog-ok');
 
@@ -99,8 +101,9 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
     return el && el.textContent === 'connected';
   }, null, { timeout: 30000 });
   await page.click('#red-ui-tab-debug-link-button').catch(() => undefined);
+  await page.screenshot({ path: path.join(shots, '07-deployed.png') });
   await page.waitForFunction(() => [...document.querySelectorAll('.red-ui-debug-msg')]
-    .some((m) => m.textContent.includes('hello from the browser test') && m.textContent.includes('hi hello from the browser test')), null, { timeout: 30000 });
+    .some((m) => m.textContent.includes('node: device got') && m.textContent.includes('hi hello from the browser test')), null, { timeout: 30000 });
   await page.waitForFunction(() => [...document.querySelectorAll('.red-ui-debug-msg')]
     .some((m) => m.textContent.includes('Success')), null, { timeout: 30000 });
   await page.screenshot({ path: path.join(shots, '07-running.png') });

@@ -77,7 +77,7 @@ test('every node file has its .html beside it, a registerType with a literal typ
 test('icons named by the nodes exist beside the node files, white on transparent', () => {
   for (const file of Object.values(nodes)) {
     const html = fs.readFileSync(path.join(root, file.replace(/\.js$/, '.html')), 'utf8');
-    const icon = /icon:\s*"([^"]+)"/.exec(html);
+    const icon = /icon:\s*"([^"]+\.svg)"/.exec(html);
     if (!icon) continue;
     const svg = fs.readFileSync(path.join(root, 'nodes', 'icons', icon[1]), 'utf8');
     assert.match(svg, /^<svg/);
