@@ -33,7 +33,10 @@ class HttpError extends Error {
 
 function send(res: ServerResponse, status: number, body?: object): void {
   const text = body === undefined ? '' : JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'iothub-errorcode': status >= 400 ? (body as { errorCode?: string })?.errorCode ?? '' : undefined } as never);
+  const headers: Record<string, string | number> = { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) };
+  const code = (body as { errorCode?: string } | undefined)?.errorCode;
+  if (status >= 400 && code) headers['iothub-errorcode'] = code;
+  res.writeHead(status, headers);
   res.end(text);
 }
 
