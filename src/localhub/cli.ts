@@ -45,6 +45,15 @@ async function main(): Promise<void> {
   const { options, json } = parseArgs(process.argv.slice(2));
   if (!json) options.log = (level, text) => process.stderr.write(`[${level}] ${text}\n`);
   const hub = await start(options);
+  // Handlers first: a signal right after the line is printed must still shut down cleanly.
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    hub.stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   const devices: Record<string, string> = {};
   for (const id of options.devices ?? []) devices[id] = hub.deviceConnectionString(id);
   if (json) {
@@ -60,14 +69,6 @@ async function main(): Promise<void> {
     ];
     process.stdout.write(lines.join('\n') + '\n');
   }
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    hub.stop().then(() => process.exit(0), () => process.exit(1));
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
 }
 
 main().catch((err: Error) => {
