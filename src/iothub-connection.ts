@@ -96,7 +96,7 @@ module.exports = function (RED: NodeAPI) {
       } catch (err) {
         node.configError = err instanceof IotHubError ? err
           : new IotHubError('INVALID_CONNECTION_STRING', 'the connection string cannot be read', { field: 'connectionString' });
-        node.error(RED._('iothub-connection.errors.config', { message: node.configError.message }));
+        node.error(`${RED._('iothub-connection.errors.config')}: ${node.configError.message}`);
       }
       const ok = connection;
       session = ok
