@@ -28,6 +28,17 @@ class SaslMechanism {
   }
 }
 
+/** The device id of a `/devices/{id}/messages/devicebound` link address, in its original case. */
+function deviceIdOfLink(address: string | undefined): string | undefined {
+  const m = /^\/devices\/([^/]+)\/messages\/devicebound$/i.exec((address ?? '').replace(/^amqps?:\/\/[^/]+/i, ''));
+  if (!m) return undefined;
+  try {
+    return decodeURIComponent(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
 const path = (address: string | undefined): string => (address ?? '').replace(/^amqps?:\/\/[^/]+/i, '').toLowerCase();
 
 function unauthorizedLink(link: Sender | Receiver, text: string): void {
@@ -188,9 +199,8 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       (snd as unknown as { detach: () => void }).detach = detach;
       return;
     }
-    const m = /^\/devices\/([^/]+)\/messages\/devicebound$/.exec(addr);
-    if (m) {
-      const deviceId = decodeURIComponent(snd.source.address.replace(/^amqps?:\/\/[^/]+/i, '').split('/')[2]);
+    const deviceId = deviceIdOfLink(snd.source?.address);
+    if (deviceId !== undefined) {
       if (!deviceAllowed(s, deviceId)) return unauthorizedLink(snd, `this connection has no valid token for device ${deviceId}`);
       const release = hub.claimDevice(deviceId, () => snd.close({ condition: AMQP_CONDITIONS.detachForced, description: 'another connection opened for this device (400027 ConnectionForcefullyClosedOnNewConnection)' }));
       const detachQueue = hub.queues.attach(deviceId, {
@@ -220,8 +230,9 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   container.on('sendable', (ctx: EventContext) => {
     const addr = path(ctx.sender?.source?.address);
     if (addr === '/messages/servicebound/feedback') hub.feedback.pump();
-    const m = /^\/devices\/([^/]+)\/messages\/devicebound$/.exec(addr);
-    if (m) hub.queues.pump(decodeURIComponent(m[1]));
+    // Device ids are case-sensitive: take the id from the address as sent, not the lower-cased path.
+    const deviceId = deviceIdOfLink(ctx.sender?.source?.address);
+    if (deviceId !== undefined) hub.queues.pump(deviceId);
   });
 
   const detachLink = (ctx: EventContext) => {

@@ -12,8 +12,8 @@ function receiveFlow(hub, extra = {}, nodes = [{ id: 'recv', deviceId: 'dev1' }]
   const { node: cfg, credentials } = configNode(hub, extra);
   const flow = [{ id: 'tab', type: 'tab', label: 'test' }, cfg];
   for (const n of nodes) {
-    flow.push({ id: n.id, z: 'tab', type: 'iothub-device-receive', connection: 'cfg', deviceId: n.deviceId, output: n.output ?? 'auto', settle: 'auto', wires: [[`${n.id}-out`]] });
-    flow.push({ id: `${n.id}-out`, z: 'tab', type: 'helper' });
+    flow.push({ id: n.id, z: 'tab', x: 100, y: 100, type: 'iothub-device-receive', connection: 'cfg', deviceId: n.deviceId, output: n.output ?? 'auto', settle: 'auto', wires: [[`${n.id}-out`]] });
+    flow.push({ id: `${n.id}-out`, z: 'tab', x: 300, y: 100, type: 'helper' });
   }
   return { flow, credentials };
 }
