@@ -23,6 +23,9 @@ export interface HubSessionOptions {
   key?: string;
   tokenLifetimeSec?: number;
   retry?: RetryOptions;
+  /** Sends that may wait while the hub is unreachable, and for how long. */
+  sendQueueLimit?: number;
+  sendQueueTimeoutMs?: number;
   /** How long a connection outlives its last user on a mere restart (a redeploy re-acquires it). */
   lingerMs?: number;
 }
@@ -175,6 +178,8 @@ export class HubSession {
         sharedAccessKey: c.sharedAccessKey,
         tokenLifetimeSec: this.o.tokenLifetimeSec,
         retry: this.o.retry,
+        pendingLimit: this.o.sendQueueLimit,
+        pendingTimeoutMs: this.o.sendQueueTimeoutMs,
       });
       const s: Shared<ServiceClient> = { client, users: new Set() };
       client.on('status', (ev: StatusEvent) => {

@@ -33,6 +33,7 @@ interface PendingSend {
   resolve: () => void;
   reject: (e: IotHubError) => void;
   deadline: number;
+  attempts: number;
 }
 
 type FeedbackListener = (records: FeedbackRecord[]) => void | Promise<void>;
@@ -199,11 +200,19 @@ export class ServiceClient extends EventEmitter {
     } catch {
       // Already closed.
     }
-    // The hub may or may not have taken them: the caller decides whether to send again.
+    // Unconfirmed sends go out again once (at-least-once: the hub may have enqueued them already);
+    // a second loss fails them, so nothing loops and nothing is dropped silently.
+    const again: PendingSend[] = [];
     for (const p of this.inflight.values()) {
-      p.reject(new IotHubError('CONNECTION_LOST', 'the connection dropped before the hub confirmed the message; it may or may not have been enqueued', { cause: err }));
+      if (p.attempts >= 2) {
+        p.reject(new IotHubError('CONNECTION_LOST', 'the connection dropped twice before the hub confirmed the message; it may or may not have been enqueued', { cause: err }));
+      } else {
+        p.deadline = Date.now() + (this.o.pendingTimeoutMs ?? 30_000);
+        again.push(p);
+      }
     }
     this.inflight.clear();
+    this.waiting.unshift(...again);
     if (this.closing) return;
     this.attempt++;
     const unauthorized = err.code === 'UNAUTHORIZED';
@@ -225,6 +234,7 @@ export class ServiceClient extends EventEmitter {
     while (this.waiting.length > 0 && s.sendable()) {
       const p = this.waiting.shift() as PendingSend;
       const delivery = s.send(toAmqpMessage(p.deviceId, p.message));
+      p.attempts++;
       p.deadline = Date.now() + (this.o.sendTimeoutMs ?? 60_000);
       this.inflight.set(delivery, p);
     }
@@ -253,11 +263,11 @@ export class ServiceClient extends EventEmitter {
     if (this._state === 'unauthorized') {
       return Promise.reject(new IotHubError('UNAUTHORIZED', 'the hub refused the credentials: check the key and that the policy has ServiceConnect'));
     }
-    if (this.waiting.length >= (this.o.pendingLimit ?? 1000)) {
+    if (this.waiting.length >= (this.o.pendingLimit ?? 10_000)) {
       return Promise.reject(new IotHubError('NOT_CONNECTED', `${this.waiting.length} messages are already waiting for the hub; this one was not sent`));
     }
     return new Promise((resolve, reject) => {
-      this.waiting.push({ deviceId, message, resolve, reject, deadline: Date.now() + (this.o.pendingTimeoutMs ?? 30_000) });
+      this.waiting.push({ deviceId, message, resolve, reject, deadline: Date.now() + (this.o.pendingTimeoutMs ?? 30_000), attempts: 0 });
       this.drain();
     });
   }
