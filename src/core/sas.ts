@@ -9,12 +9,17 @@ function sign(stringToSign: string, key: string): string {
   return createHmac('sha256', Buffer.from(key, 'base64')).update(stringToSign, 'utf8').digest('base64');
 }
 
-/** Creates a token the way the Node SDKs do: `sr` url-encoded, signed as encoded. */
+/** encodeURIComponent plus `! ' ( ) *`, as azure-iot-common's encodeUriComponentStrict. */
+export function encodeStrict(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
+}
+
+/** Creates a token exactly as the Node SDKs do: `sr` url-encoded (strict), signed as encoded. */
 export function createSasToken(opts: { resourceUri: string; key: string; keyName?: string; expiresAt: number }): string {
-  const sr = encodeURIComponent(opts.resourceUri);
+  const sr = encodeStrict(opts.resourceUri);
   const se = Math.floor(opts.expiresAt);
-  const sig = encodeURIComponent(sign(`${sr}\n${se}`, opts.key));
-  return `SharedAccessSignature sr=${sr}&sig=${sig}${opts.keyName ? `&skn=${encodeURIComponent(opts.keyName)}` : ''}&se=${se}`;
+  const sig = encodeStrict(sign(`${sr}\n${se}`, opts.key));
+  return `SharedAccessSignature sr=${sr}&sig=${sig}${opts.keyName ? `&skn=${encodeStrict(opts.keyName)}` : ''}&se=${se}`;
 }
 
 export interface ParsedSasToken {
@@ -90,8 +95,9 @@ export function scopeCovers(tokenResource: string, wanted: string): boolean {
   return have.every((s, i) => s === want[i]);
 }
 
+/** Unencoded, as the SDKs build it: createSasToken encodes the whole URI once. */
 export function deviceResourceUri(hostName: string, deviceId: string): string {
-  return `${hostName}/devices/${encodeURIComponent(deviceId)}`;
+  return `${hostName}/devices/${deviceId}`;
 }
 
 export function secondsToExpiry(token: string, nowSec = Date.now() / 1000): number {

@@ -80,5 +80,5 @@ test('scope covers by path segment, case-insensitively, ignoring scheme and enco
   assert.ok(!scopeCovers('hub.azure-devices.net/devices/d1', 'hub.azure-devices.net/devices/d10'));
   assert.ok(!scopeCovers('hub.azure-devices.net/devices/d1', 'hub.azure-devices.net/devices'));
   assert.ok(!scopeCovers('', 'hub'));
-  assert.equal(deviceResourceUri('h', 'a/b c'), 'h/devices/a%2Fb%20c');
+  assert.equal(deviceResourceUri('h', 'a b'), 'h/devices/a b');
 });
