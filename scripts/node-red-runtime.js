@@ -18,7 +18,7 @@ function installPackage(userDir) {
 }
 
 /**
- * @param {{userDir: string, port?: number, flows?: object[], logLevel?: string, nodeRedPath?: string}} o
+ * @param {{userDir: string, port?: number, flows?: object[], logLevel?: string, nodeRedPath?: string, credentialSecret?: string, settings?: object}} o
  * @returns {Promise<{url: string, port: number, RED: object, stop: () => Promise<void>}>}
  */
 async function startNodeRed(o) {
@@ -41,6 +41,7 @@ async function startNodeRed(o) {
     externalModules: { palette: { allowInstall: false } },
     diagnostics: { enabled: false },
     telemetry: { enabled: false },
+    ...(o.settings || {}),
   });
   app.use('/', RED.httpAdmin);
   app.use('/api', RED.httpNode);
