@@ -52,8 +52,11 @@ export class Cbs {
     });
   }
 
+  private closed = false;
+
   putToken(audience: string, token: string, timeoutMs = 30_000): Promise<void> {
     const id = randomUUID();
+    if (this.closed) return Promise.reject(new IotHubError('NOT_CONNECTED', 'the connection closed'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
@@ -68,7 +71,11 @@ export class Cbs {
   }
 
   close(): void {
-    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.closed = true;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new IotHubError('NOT_CONNECTED', 'the connection closed before the hub answered the token request'));
+    }
     this.pending.clear();
   }
 }

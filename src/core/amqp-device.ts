@@ -35,9 +35,11 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
 
   (async () => {
     await whenOpen(connection);
+    if (done) return;
     if (token) {
       cbs = new Cbs(connection);
       await cbs.putToken(audience(), token);
+      if (done) return;
     }
     receiver = connection.open_receiver({
       source: { address: `/devices/${encodeURIComponent(o.deviceId)}/messages/devicebound` },
@@ -98,6 +100,7 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
       cbs?.close();
       connection.close();
       await closed;
+      cbs?.close();
     },
   };
 }

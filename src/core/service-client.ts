@@ -103,13 +103,23 @@ export class ServiceClient extends EventEmitter {
     connection.on('disconnected', (ctx: EventContext) => fail(amqpConnectionError(ctx)));
     connection.on('connection_close', (ctx: EventContext) => fail(amqpConnectionError(ctx)));
     connection.on('connection_error', () => undefined);
+    // close() may come at any await: each step checks that this connection is still the current one.
+    const current = () => !this.closing && this.connection === connection;
     (async () => {
       await whenOpen(connection);
-      this.cbs = new Cbs(connection);
+      if (!current()) return;
+      const cbs = new Cbs(connection);
+      this.cbs = cbs;
       const { token, expiresAt } = this.token();
-      await this.cbs.putToken(this.o.hostName, token);
+      try {
+        await cbs.putToken(this.o.hostName, token);
+      } finally {
+        if (!current()) cbs.close();
+      }
+      if (!current()) return;
       this.scheduleRenewal(expiresAt);
       await this.openSender(connection);
+      if (!current()) return;
       if (this.feedbackListeners.size > 0) this.openFeedback(connection);
       this.attempt = 0;
       this.setState({ state: 'connected' });
