@@ -1,4 +1,5 @@
 /** How device receive turns a C2D body into msg.payload. */
+import { isUtf8 } from 'node:buffer';
 import { IotHubError } from './core/errors';
 
 export type PayloadOutput = 'auto' | 'string' | 'buffer' | 'json';
@@ -7,14 +8,6 @@ function isJsonType(ct: string | undefined): boolean {
   return !!ct && /^application\/([\w.+-]*\+)?json\b/i.test(ct.trim());
 }
 
-function isUtf8(b: Buffer): boolean {
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(b);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export function decodePayload(body: Buffer, contentType: string | undefined, output: PayloadOutput): unknown {
   switch (output) {

@@ -67,7 +67,7 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
   const material = ensureTlsMaterial(dataDir, [hostName]);
 
   let store: JsonStore<State> | undefined;
-  const saved: State | undefined = new JsonStore<State>(dataDir, () => { throw new Error('read only'); }).load();
+  const saved: State | undefined = new JsonStore<State>(dataDir, () => '{}').load();
   const registry = new Registry(hostName, saved?.registry, options.autoRegister ?? false);
   const feedback = new FeedbackQueue({ batchMs: options.feedbackBatchMs ?? 1000, batchSize: options.feedbackBatchSize ?? 64, ttlMs: options.feedbackTtlMs ?? 3600_000 });
   const queues = new C2DQueues({
@@ -78,7 +78,7 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
   feedback.load(saved?.feedback);
   for (const id of options.devices ?? []) if (!registry.devices.has(id)) registry.create(id);
 
-  store = new JsonStore<State>(dataDir, () => ({ registry: registry.toJSON(), queues: queues.toJSON(), feedback: feedback.toJSON() }));
+  store = new JsonStore<State>(dataDir, () => `{"registry":${JSON.stringify(registry.toJSON())},"queues":${queues.toJSONText()},"feedback":${JSON.stringify(feedback.toJSON())}}`);
   const persist = () => store?.schedule();
   registry.onChange = persist;
   queues.onChange = persist;

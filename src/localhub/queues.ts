@@ -39,6 +39,8 @@ export interface StoredQueues {
   queues: Record<string, { nextSeq: number; entries: (Omit<QueuedMessage, 'message'> & { message: Omit<C2DMessage, 'body'> & { body: string } })[] }>;
 }
 
+const messageJson = new WeakMap<C2DMessage, string>();
+
 export class C2DQueues {
   private readonly queues = new Map<string, DeviceQueue>();
   onChange: () => void = () => undefined;
@@ -192,15 +194,28 @@ export class C2DQueues {
   }
 
   toJSON(): StoredQueues {
-    const queues: StoredQueues['queues'] = {};
+    return JSON.parse(this.toJSONText()) as StoredQueues;
+  }
+
+  /**
+   * The queues as JSON text. Each message's JSON (body in base64) is made once and cached: a snapshot of
+   * thousands of queued messages is then string joining, not re-encoding, so saving never stalls the hub.
+   */
+  toJSONText(): string {
+    const parts: string[] = [];
     for (const [id, q] of this.queues) {
       if (q.entries.length === 0) continue;
-      queues[id] = {
-        nextSeq: q.nextSeq,
-        entries: q.entries.map((e) => ({ ...e, lockedUntil: undefined, message: { ...e.message, body: e.message.body.toString('base64') } })),
-      };
+      const entries = q.entries.map((e) => {
+        let msg = messageJson.get(e.message);
+        if (msg === undefined) {
+          msg = JSON.stringify({ ...e.message, body: e.message.body.toString('base64') });
+          messageJson.set(e.message, msg);
+        }
+        return `{"seq":${e.seq},"lockToken":${JSON.stringify(e.lockToken)},"enqueuedTime":${e.enqueuedTime},"deliveryCount":${e.deliveryCount},"expiry":${e.expiry},"message":${msg}}`;
+      });
+      parts.push(`${JSON.stringify(id)}:{"nextSeq":${q.nextSeq},"entries":[${entries.join(',')}]}`);
     }
-    return { queues };
+    return `{"queues":{${parts.join(',')}}}`;
   }
 
   load(data: StoredQueues | undefined): void {

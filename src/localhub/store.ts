@@ -6,7 +6,8 @@ export class JsonStore<T> {
   private timer: NodeJS.Timeout | undefined;
   readonly file: string;
 
-  constructor(dir: string, private readonly snapshot: () => T, private readonly delayMs = 50) {
+  /** snapshot returns the state as JSON text (the queues build theirs incrementally). */
+  constructor(dir: string, private readonly snapshot: () => string, private readonly delayMs = 100) {
     this.file = path.join(dir, 'hub-state.json');
   }
 
@@ -28,7 +29,7 @@ export class JsonStore<T> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     const tmp = `${this.file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify(this.snapshot()), { mode: 0o600 });
+    fs.writeFileSync(tmp, this.snapshot(), { mode: 0o600 });
     fs.renameSync(tmp, this.file);
   }
 }

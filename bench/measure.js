@@ -1,0 +1,286 @@
+'use strict';
+// One measurement per process (node bench/measure.js <case>), so each client starts cold and alone.
+// The hub's details come in HUB (JSON); NODE_EXTRA_CA_CERTS makes the official SDKs trust it.
+const { performance } = require('node:perf_hooks');
+const hub = JSON.parse(process.env.HUB);
+const N = Number(process.env.BENCH_N || 2000);
+const hubKey = /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1];
+const { createSasToken } = require('../nodes/core/sas.js');
+const { ServiceClient } = require('../nodes/core/service-client.js');
+const { DeviceClient } = require('../nodes/core/device-client.js');
+
+const devStr = (id) => `HostName=localhost:${hub.ports.mqtts};DeviceId=${id};SharedAccessKeyName=iothubowner;SharedAccessKey=${hubKey}`;
+const until = (pred) => new Promise((resolve) => { const t = () => (pred() ? resolve() : setTimeout(t, 1)); t(); });
+
+async function ourService() {
+  const s = new ServiceClient({ hostName: 'localhost', connectHost: '127.0.0.1', port: hub.ports.amqps, ca: hub.caPem, sharedAccessKeyName: 'iothubowner', sharedAccessKey: hubKey });
+  s.open();
+  await new Promise((r) => s.on('status', (e) => e.state === 'connected' && r()));
+  return s;
+}
+
+async function ourDevice(id, onMessage) {
+  const d = new DeviceClient({ hostName: 'localhost', connectHost: '127.0.0.1', port: hub.ports.mqtts, ca: hub.caPem, deviceId: id, transport: 'mqtt', credentials: { sharedAccessKey: hubKey, sharedAccessKeyName: 'iothubowner' } });
+  d.on('message', onMessage);
+  d.open();
+  await new Promise((r) => d.on('status', (e) => e.state === 'connected' && r()));
+  return d;
+}
+
+async function prefill(id, n) {
+  // The device must exist: connect it once (auto-register), then fill its queue while it is away.
+  const d = await ourDevice(id, () => undefined);
+  await d.close();
+  const s = await ourService();
+  await Promise.all(Array.from({ length: n }, (_, i) => s.send(id, { body: Buffer.from(`m${i}`), messageId: `m${i}`, properties: {} })));
+  await s.close();
+}
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+/**
+ * A real embedded Node-RED (what users run), the flow deployed through the admin API. Events come from
+ * the runtime's hooks: onComplete for done(), postDeliver for node outputs; msgs go in with node.receive().
+ */
+async function nodeRuntime(flow, creds) {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const http = require('node:http');
+  const { startNodeRed } = require('../scripts/node-red-runtime');
+  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-bench-nr-'));
+  const red = await startNodeRed({ userDir, logLevel: 'error', credentialSecret: 'bench' });
+  const body = JSON.stringify(flow.map((n) => (creds[n.id] ? { ...n, credentials: creds[n.id] } : n)));
+  await new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: red.port, method: 'POST', path: '/flows', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'Node-RED-Deployment-Type': 'full' } }, (res) => res.resume().on('end', () => (res.statusCode === 204 ? resolve() : reject(new Error(`deploy ${res.statusCode}`)))));
+    req.on('error', reject);
+    req.end(body);
+  });
+  const ids = flow.filter((n) => n.z).map((n) => n.id);
+  await until(() => ids.every((id) => red.RED.nodes.getNode(id)));
+  const handlers = { complete: new Map(), output: new Map(), status: new Map() };
+  red.RED.events.on('node-status', (ev) => handlers.status.get('*')?.(ev.id, ev.status));
+  red.RED.hooks.add('onComplete.bench', (ev) => handlers.complete.get(ev.node.id)?.(ev.msg));
+  red.RED.hooks.add('postDeliver.bench', (ev) => handlers.output.get(ev.destination.id)?.(ev.msg));
+  return {
+    getNode: (id) => red.RED.nodes.getNode(id),
+    onComplete: (id, fn) => handlers.complete.set(id, fn),
+    onInput: (id, fn) => handlers.output.set(id, fn),
+    onStatus: (fn) => handlers.status.set('*', fn),
+    stop: async () => {
+      await red.stop();
+      fs.rmSync(userDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function cfgNode() {
+  return {
+    node: { id: 'cfg', type: 'iothub-connection', mode: 'azure', deviceTransport: 'mqtt', serviceTransport: 'amqp', tokenLifetime: 3600, mqttPort: hub.ports.mqtts, amqpPort: hub.ports.amqps, wsPort: hub.ports.https },
+    creds: { cfg: { connectionString: hub.hubConnectionString, ca: hub.caPem } },
+  };
+}
+const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
+
+const cases = {
+  async 'sdk-send'(inflight) {
+    const { Client } = require('azure-iothub');
+    const { Message } = require('azure-iot-common');
+    const c = Client.fromConnectionString(hub.hubConnectionString);
+    await c.open();
+    const id = `sdk-send-${inflight}`;
+    await (await ourDevice(id, () => undefined)).close();
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: inflight }, async () => {
+      while (next < N) {
+        next++;
+        await c.send(id, new Message('x'));
+      }
+    }));
+    const rate = N / ((performance.now() - t0) / 1000);
+    await c.close();
+    return { rate };
+  },
+  async 'rhea-send'() {
+    const s = await ourService();
+    const id = 'rhea-send';
+    await (await ourDevice(id, () => undefined)).close();
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: N }, (_, i) => s.send(id, { body: Buffer.from('x'), messageId: `r${i}`, properties: {} })));
+    const rate = N / ((performance.now() - t0) / 1000);
+    await s.close();
+    return { rate, note: 'our core ServiceClient on rhea: the ceiling for the node' };
+  },
+  async 'node-send'(ack) {
+    const id = `node-send-${ack}`;
+    await (await ourDevice(id, () => undefined)).close();
+    const { node, creds } = cfgNode();
+    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node,
+      at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: id, deviceIdType: 'str', ack, ttl: '', trackDelivery: false, mappings: [], wires: [] })], creds);
+    // Warm the connection with one message.
+    let done = 0;
+    helper.onComplete('send', () => done++);
+    helper.getNode('send').receive({ payload: 'warm' });
+    await until(() => done === 1);
+    const send = helper.getNode('send');
+    const t0 = performance.now();
+    for (let i = 0; i < N; i++) send.receive({ payload: 'x' });
+    await until(() => done === N + 1);
+    const rate = N / ((performance.now() - t0) / 1000);
+    await helper.stop();
+    return { rate };
+  },
+  async 'sdk-receive'() {
+    const id = 'sdk-recv';
+    await prefill(id, 5000);
+    const { Client } = require('azure-iot-device');
+    const { Mqtt } = require('azure-iot-device-mqtt');
+    const d = Client.fromConnectionString(devStr(id), Mqtt);
+    d.setOptions({ ca: hub.caPem });
+    let got = 0;
+    let t0;
+    d.on('message', (m) => { if (got++ === 0) t0 = performance.now(); d.complete(m, () => undefined); });
+    await d.open();
+    await until(() => got === 5000);
+    const rate = 4999 / ((performance.now() - t0) / 1000);
+    await d.close();
+    return { rate };
+  },
+  async 'mqtt-receive'() {
+    const id = 'mqtt-recv';
+    await prefill(id, 5000);
+    const mqtt = require('mqtt');
+    const token = createSasToken({ resourceUri: `localhost/devices/${id}`, key: hubKey, keyName: 'iothubowner', expiresAt: Date.now() / 1000 + 3600 });
+    const c = mqtt.connect(`mqtts://127.0.0.1:${hub.ports.mqtts}`, { clientId: id, username: `localhost/${id}/?api-version=2021-04-12`, password: token, clean: false, protocolVersion: 4, ca: hub.caPem, servername: 'localhost', reconnectPeriod: 0 });
+    let got = 0;
+    let t0;
+    c.on('message', () => { if (got++ === 0) t0 = performance.now(); });
+    c.on('connect', () => c.subscribe(`devices/${id}/messages/devicebound/#`, { qos: 1 }));
+    await until(() => got === 5000);
+    const rate = 4999 / ((performance.now() - t0) / 1000);
+    await new Promise((r) => c.end(false, {}, r));
+    return { rate };
+  },
+  async 'node-receive'() {
+    const id = 'node-recv';
+    await prefill(id, 5000);
+    const { node, creds } = cfgNode();
+    let got = 0;
+    let t0;
+    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node,
+      at({ id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId: id, output: 'auto', settle: 'auto', wires: [['sink']] }),
+      at({ id: 'sink', type: 'junction', wires: [] })], creds);
+    helper.onInput('sink', () => { if (got++ === 0) t0 = performance.now(); });
+    await until(() => got === 5000);
+    const rate = 4999 / ((performance.now() - t0) / 1000);
+    await helper.stop();
+    return { rate };
+  },
+  async 'node-latency'() {
+    const id = 'node-lat';
+    const { node, creds } = cfgNode();
+    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node,
+      at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: id, deviceIdType: 'str', ack: 'none', ttl: '', trackDelivery: false, mappings: [], wires: [] }),
+      at({ id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId: id, output: 'string', settle: 'auto', wires: [['sink']] }),
+      at({ id: 'sink', type: 'junction', wires: [] })], creds);
+    let resolveOne;
+    helper.onInput('sink', () => resolveOne());
+    const send = helper.getNode('send');
+    const samples = [];
+    for (let i = 0; i < N + 50; i++) {
+      const got = new Promise((r) => { resolveOne = r; });
+      const t0 = performance.now();
+      send.receive({ payload: `l${i}` });
+      await got;
+      if (i >= 50) samples.push(performance.now() - t0);
+    }
+    samples.sort((a, b) => a - b);
+    await helper.stop();
+    return { p50_ms: percentile(samples, 0.5), p99_ms: percentile(samples, 0.99) };
+  },
+  async 'sdk-latency'() {
+    const id = 'sdk-lat';
+    const { Client } = require('azure-iothub');
+    const { Message } = require('azure-iot-common');
+    const dev = require('azure-iot-device').Client.fromConnectionString(devStr(id), require('azure-iot-device-mqtt').Mqtt);
+    dev.setOptions({ ca: hub.caPem });
+    let resolveOne;
+    dev.on('message', (m) => { dev.complete(m, () => undefined); resolveOne(); });
+    await dev.open();
+    const svc = Client.fromConnectionString(hub.hubConnectionString);
+    await svc.open();
+    const samples = [];
+    for (let i = 0; i < N + 50; i++) {
+      const got = new Promise((r) => { resolveOne = r; });
+      const t0 = performance.now();
+      svc.send(id, new Message(`l${i}`));
+      await got;
+      if (i >= 50) samples.push(performance.now() - t0);
+    }
+    samples.sort((a, b) => a - b);
+    await svc.close();
+    await dev.close();
+    return { p50_ms: percentile(samples, 0.5), p99_ms: percentile(samples, 0.99) };
+  },
+  async scale(n) {
+    const { node, creds } = cfgNode();
+    const flow = [{ id: 'tab', type: 'tab' }, node, at({ id: 'sink', type: 'junction', wires: [] })];
+    for (let i = 0; i < n; i++) flow.push(at({ id: `r${i}`, type: 'iothub-device-receive', connection: 'cfg', deviceId: `scale-${n}-${i}`, output: 'string', settle: 'auto', wires: [['sink']] }));
+    global.gc?.();
+    const rss0 = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const statuses = new Map();
+    const helper = await nodeRuntime(flow, creds);
+    helper.onStatus((id, st) => statuses.set(id, st && st.fill));
+    const connected = () => flow.slice(3).every((f) => { return statuses.get(f.id) === 'green'; });
+    await until(connected);
+    const connectS = (performance.now() - t0) / 1000;
+    const rssPerDevice = (process.memoryUsage().rss - rss0) / n;
+    let got = 0;
+    helper.onInput('sink', () => got++);
+    const s = await ourService();
+    const t1 = performance.now();
+    await Promise.all(Array.from({ length: n }, (_, i) => s.send(`scale-${n}-${i}`, { body: Buffer.from('hi'), properties: {} })));
+    await until(() => got === n);
+    const rate = n / ((performance.now() - t1) / 1000);
+    await s.close();
+    await helper.stop();
+    return { connect_s: connectS, rss_kb_per_device: rssPerDevice / 1024, msgs_per_s: rate };
+  },
+  async 'feedback-latency'() {
+    const id = 'fb-lat';
+    const { node, creds } = cfgNode();
+    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node,
+      at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: id, deviceIdType: 'str', ack: 'full', ttl: '', trackDelivery: false, mappings: [], wires: [] }),
+      at({ id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId: id, output: 'string', settle: 'auto', wires: [['got']] }),
+      at({ id: 'fb', type: 'iothub-c2d-feedback', connection: 'cfg', split: true, wires: [['fbout']] }),
+      at({ id: 'got', type: 'junction', wires: [] }), at({ id: 'fbout', type: 'junction', wires: [] })], creds);
+    let tGot;
+    let resolveFb;
+    helper.onInput('got', () => { tGot = performance.now(); });
+    helper.onInput('fbout', () => resolveFb(performance.now() - tGot));
+    const samples = [];
+    for (let i = 0; i < 300; i++) {
+      const fb = new Promise((r) => { resolveFb = r; });
+      helper.getNode('send').receive({ payload: `f${i}` });
+      const d = await fb;
+      if (i >= 20) samples.push(d);
+    }
+    samples.sort((a, b) => a - b);
+    await helper.stop();
+    return { p50_ms: percentile(samples, 0.5), p99_ms: percentile(samples, 0.99) };
+  },
+};
+
+(async () => {
+  const [name, arg] = process.argv.slice(2);
+  const result = await cases[name](arg === undefined ? undefined : Number.isNaN(Number(arg)) ? arg : Number(arg));
+  process.stdout.write(JSON.stringify(result) + '\n');
+  process.exit(0);
+})().catch((err) => {
+  process.stderr.write(`${err.stack}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,94 @@
+'use strict';
+// `npm run bench`: every figure beside the official SDK's, measured in the same run on the same local hub
+// (its own process, TLS on). Prints a table and writes bench/results.json.
+const { spawn, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const cases = process.argv.slice(2);
+
+function startHub() {
+  const child = spawn(process.execPath, [path.join(__dirname, 'hub-process.js')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c) => {
+      out += c;
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve({ child, info: JSON.parse(out.slice(0, nl)) });
+    });
+    child.on('exit', (code) => reject(new Error(`the hub exited (${code})`)));
+  });
+}
+
+function measure(hub, name, arg) {
+  const r = spawnSync(process.execPath, ['--expose-gc', path.join(__dirname, 'measure.js'), name, ...(arg === undefined ? [] : [String(arg)])], {
+    env: { ...process.env, HUB: JSON.stringify(hub), NODE_EXTRA_CA_CERTS: hub.caCertPath },
+    encoding: 'utf8', timeout: 180_000, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (r.status !== 0) throw new Error(`${name} ${arg ?? ''} failed: ${r.stderr.split('\n').slice(0, 5).join(' ')}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}
+
+(async () => {
+  const { child, info } = await startHub();
+  const want = (c) => cases.length === 0 || cases.includes(c);
+  const results = {};
+  const rows = [];
+  const goal = (ok) => (ok ? 'PASS' : 'MISS');
+  const fmt = (n) => (n >= 100 ? Math.round(n).toString() : n.toFixed(2));
+  try {
+    if (want('send')) {
+      const sdk1 = measure(info, 'sdk-send', 1);
+      const sdk100 = measure(info, 'sdk-send', 100);
+      const ceiling = measure(info, 'rhea-send');
+      const none = measure(info, 'node-send', 'none');
+      const full = measure(info, 'node-send', 'full');
+      results.send = {
+        sdk1_rate: sdk1.rate, sdk100_rate: sdk100.rate, rhea_rate: ceiling.rate, node_none_rate: none.rate, node_full_rate: full.rate,
+        node_vs_sdk100: none.rate / sdk100.rate, node_full_vs_sdk100: full.rate / sdk100.rate, node_vs_sdk1: none.rate / sdk1.rate,
+      };
+      rows.push(['send: c2d send node, ack none (msg/s)', fmt(none.rate), `${fmt(results.send.node_vs_sdk100)}x SDK 100-in-flight`, goal(results.send.node_vs_sdk100 >= 2)]);
+      rows.push(['send: c2d send node, ack full (msg/s)', fmt(full.rate), `${fmt(results.send.node_full_vs_sdk100)}x SDK 100-in-flight`, '']);
+      rows.push(['send: azure-iothub, 1 in flight (msg/s)', fmt(sdk1.rate), '', '']);
+      rows.push(['send: azure-iothub, 100 in flight (msg/s)', fmt(sdk100.rate), '', '']);
+      rows.push(['send: core ServiceClient on rhea (ceiling)', fmt(ceiling.rate), '', '']);
+    }
+    if (want('receive')) {
+      const node = measure(info, 'node-receive');
+      const sdk = measure(info, 'sdk-receive');
+      const bare = measure(info, 'mqtt-receive');
+      results.receive = { node_rate: node.rate, sdk_rate: sdk.rate, mqttjs_rate: bare.rate, node_vs_sdk: node.rate / sdk.rate };
+      rows.push(['receive: device receive node, 5000 queued (msg/s)', fmt(node.rate), `${fmt(results.receive.node_vs_sdk)}x SDK`, goal(results.receive.node_vs_sdk >= 1.5)]);
+      rows.push(['receive: azure-iot-device MQTT (msg/s)', fmt(sdk.rate), '', '']);
+      rows.push(['receive: bare mqtt.js (msg/s)', fmt(bare.rate), '', '']);
+    }
+    if (want('latency')) {
+      const node = measure(info, 'node-latency');
+      const sdk = measure(info, 'sdk-latency');
+      results.latency = { p50_ms: node.p50_ms, p99_ms: node.p99_ms, sdk_p50_ms: sdk.p50_ms, sdk_p99_ms: sdk.p99_ms };
+      rows.push(['latency: inject -> device receive, p50 / p99 (ms)', `${fmt(node.p50_ms)} / ${fmt(node.p99_ms)}`, `SDK ${fmt(sdk.p50_ms)} / ${fmt(sdk.p99_ms)}`, goal(node.p99_ms <= 5)]);
+    }
+    if (want('scale')) {
+      const s100 = measure(info, 'scale', 100);
+      const s1000 = measure(info, 'scale', 1000);
+      results.scale = { connect_100_s: s100.connect_s, connect_1000_s: s1000.connect_s, rss_kb_per_device_1000: s1000.rss_kb_per_device, msgs_per_s_1000: s1000.msgs_per_s, msgs_per_s_100: s100.msgs_per_s };
+      rows.push(['scale: 100 devices connect (s), msg/s', `${fmt(s100.connect_s)}, ${fmt(s100.msgs_per_s)}`, '', '']);
+      rows.push(['scale: 1000 devices connect (s), msg/s', `${fmt(s1000.connect_s)}, ${fmt(s1000.msgs_per_s)}`, `${fmt(s1000.rss_kb_per_device)} KB RSS per device`, goal(s1000.connect_s < 30)]);
+    }
+    if (want('feedback')) {
+      const fb = measure(info, 'feedback-latency');
+      results.feedback = { p50_ms: fb.p50_ms, p99_ms: fb.p99_ms };
+      rows.push(['feedback: completion -> c2d feedback output, p50 / p99 (ms)', `${fmt(fb.p50_ms)} / ${fmt(fb.p99_ms)}`, 'hub batching 1 ms', '']);
+    }
+  } finally {
+    child.kill('SIGTERM');
+  }
+  const w = [0, 0, 0];
+  for (const r of rows) for (let i = 0; i < 3; i++) w[i] = Math.max(w[i], r[i].length);
+  for (const r of rows) console.log(`${r[0].padEnd(w[0])}  ${r[1].padStart(w[1])}  ${r[2].padEnd(w[2])}  ${r[3]}`);
+  fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ date: new Date().toISOString(), node: process.version, results }, null, 2) + '\n');
+  console.log(`\nwritten: ${path.relative(process.cwd(), path.join(__dirname, 'results.json'))}`);
+})().catch((err) => {
+  console.error(err.message);
+  process.exit(1);
+});
