@@ -1,7 +1,6 @@
 'use strict';
 // One measurement per process (node bench/measure.js <case>), so each client starts cold and alone.
 // The hub's details come in HUB (JSON); NODE_EXTRA_CA_CERTS makes the official SDKs trust it.
-const { performance } = require('node:perf_hooks');
 const hub = JSON.parse(process.env.HUB);
 const N = Number(process.env.BENCH_N || 2000);
 const hubKey = /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1];
