@@ -86,6 +86,10 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
 
   return {
     settle,
+    renew: async (next: string) => {
+      if (!cbs || done) throw new IotHubError('NOT_CONNECTED', 'no token channel');
+      await cbs.putToken(parseSasToken(next).sr, next);
+    },
     end: async () => {
       if (done) return;
       // Let queued dispositions go out before the connection closes.

@@ -60,6 +60,8 @@ export interface DeviceSession {
   settle(lockToken: string, outcome: SettleOutcome): Promise<void>;
   /** Closes gracefully; pending acknowledgements are flushed first. */
   end(): Promise<void>;
+  /** Puts a new token on the live connection (AMQP's $cbs); absent where the token rides in CONNECT (MQTT). */
+  renew?(token: string): Promise<void>;
 }
 
 export interface ResolvedEndpoint {
@@ -165,11 +167,22 @@ export class DeviceClient extends EventEmitter {
     this.renewTimer.unref();
   }
 
-  /** MQTT carries the token in CONNECT: reconnect with a new one (clean session false keeps the queue). */
+  /** AMQP: a new put-token on the live connection. MQTT carries the token in CONNECT: reconnect with a new one (clean session false keeps the queue). */
   private async renew(): Promise<void> {
     this.renewTimer = undefined;
     const s = this.session;
     if (!s || this.closing) return;
+    if (s.renew) {
+      const { token, expiresAt } = this.token();
+      try {
+        await s.renew(token as string);
+        this.scheduleRenewal(expiresAt);
+        return;
+      } catch {
+        // Fall back to a fresh connection with the new token.
+      }
+      if (this.session !== s || this.closing) return;
+    }
     this.session = undefined;
     await s.end();
     if (!this.closing) this.connect();
