@@ -43,6 +43,22 @@ module.exports = function (RED: NodeAPI) {
     const deviceId = (typeof def.deviceId === 'string' ? def.deviceId.trim() : '') || config?.capabilities?.deviceId || '';
     let lease: DeviceLease | undefined;
     let closing = false;
+    // Manual mode: messages handed out and not yet settled. The hub redelivers them after its lock time; say so.
+    const LOCK_MS = 60_000;
+    const unsettled = new Map<string, NodeJS.Timeout>();
+    let lapsed = 0;
+    const watchLock = (lockToken: string) => {
+      unsettled.set(lockToken, setTimeout(() => {
+        unsettled.delete(lockToken);
+        lapsed++;
+        node.status({ fill: 'yellow', shape: 'ring', text: RED._('iothub-device-receive.status.lockLapsed', { n: lapsed }) });
+      }, LOCK_MS));
+    };
+    const settled = (lockToken: string) => {
+      const t = unsettled.get(lockToken);
+      if (t) clearTimeout(t);
+      unsettled.delete(lockToken);
+    };
 
     const fail = (text: string) => node.status({ fill: 'red', shape: 'ring', text });
 
@@ -73,6 +89,7 @@ module.exports = function (RED: NodeAPI) {
             node.error(err, raw);
             return;
           }
+          if (settle === 'manual' && typeof msg.lockToken === 'string') watchLock(msg.lockToken);
           node.send(msg);
         },
       }, settle).then((l) => {
@@ -103,6 +120,7 @@ module.exports = function (RED: NodeAPI) {
         done(new IotHubError('NOT_CONNECTED', RED._('iothub-device-receive.errors.notConnected')));
         return;
       }
+      settled(lockToken);
       lease.settle(lockToken, outcome as SettleOutcome).then(() => {
         msg.settled = outcome;
         // The second output carries settle results, so a loop back into this node cannot re-trigger itself.
@@ -113,6 +131,8 @@ module.exports = function (RED: NodeAPI) {
 
     node.on('close', (removed, done) => {
       closing = true;
+      for (const t of unsettled.values()) clearTimeout(t);
+      unsettled.clear();
       const l = lease;
       lease = undefined;
       (l ? l.release(removed) : Promise.resolve()).then(() => done(), () => done());

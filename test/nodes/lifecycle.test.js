@@ -117,6 +117,17 @@ test('the connection string is in no flows.json, exported flow, credentials answ
       assert.ok(!/SharedAccessSignature sr=|sig=[A-Za-z0-9%]/.test(text), `${what} holds a token`);
     }
     assert.ok(lines.length > 10, 'the trace log was captured');
+
+    // The editor's live check: what a pasted string is and allows, never the key.
+    const ok = JSON.parse((await request(red.port, 'POST', '/iothub-c2d/validate', { connectionString: hub.hubConnectionString })).text);
+    assert.deepEqual({ ok: ok.ok, kind: ok.kind, policy: ok.policy, service: ok.service, anyDevice: ok.anyDevice }, { ok: true, kind: 'service', policy: 'iothubowner', service: true, anyDevice: true });
+    const dev = JSON.parse((await request(red.port, 'POST', '/iothub-c2d/validate', { connectionString: `HostName=h.azure-devices.net;DeviceId=d9;SharedAccessKey=${key}` })).text);
+    assert.deepEqual({ kind: dev.kind, deviceId: dev.deviceId, service: dev.service }, { kind: 'device', deviceId: 'd9', service: false });
+    const badText = (await request(red.port, 'POST', '/iothub-c2d/validate', { connectionString: `HostName=h.azure-devices.net;DeviceId=d9;SharedAccessKey=${key};SharedAccessKey=${key}` })).text;
+    const bad = JSON.parse(badText);
+    assert.equal(bad.ok, false);
+    assert.match(bad.message, /SharedAccessKey appears twice/);
+    assert.ok(!badText.includes(key) && !JSON.stringify(ok).includes(key), 'the check never echoes the key');
   } finally {
     await red.stop();
     await hub.stop();
