@@ -103,6 +103,38 @@ const cases = {
     await c.close();
     return { rate };
   },
+  async 'sdk-e2e'() {
+    // The local hub's own throughput: official service SDK -> hub -> official device SDK, ack=full, 100 in flight.
+    const { Client } = require('azure-iothub');
+    const { Message } = require('azure-iot-common');
+    const id = 'sdk-e2e';
+    const dev = require('azure-iot-device').Client.fromConnectionString(devStr(id), require('azure-iot-device-mqtt').Mqtt);
+    dev.setOptions({ ca: hub.caPem });
+    let got = 0;
+    dev.on('message', (m) => { got++; dev.complete(m, () => undefined); });
+    await dev.open();
+    const svc = Client.fromConnectionString(hub.hubConnectionString);
+    await svc.open();
+    let feedback = 0;
+    const fr = await new Promise((res, rej) => svc.getFeedbackReceiver((e, r) => (e ? rej(e) : res(r))));
+    fr.on('message', (m) => { feedback += JSON.parse(m.data.toString()).length; });
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: 100 }, async () => {
+      while (next < N) {
+        const m = new Message(`e${next++}`);
+        m.ack = 'full';
+        await svc.send(id, m);
+      }
+    }));
+    await until(() => got === N);
+    const rate = N / ((performance.now() - t0) / 1000);
+    await until(() => feedback === N);
+    const withFeedback = N / ((performance.now() - t0) / 1000);
+    await svc.close();
+    await dev.close();
+    return { rate, with_feedback_rate: withFeedback };
+  },
   async 'rhea-send'() {
     const s = await ourService();
     const id = 'rhea-send';

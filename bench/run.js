@@ -53,6 +53,11 @@ function measure(hub, name, arg) {
       rows.push(['send: azure-iothub, 100 in flight (msg/s)', fmt(sdk100.rate), '', '']);
       rows.push(['send: core ServiceClient on rhea (ceiling)', fmt(ceiling.rate), '', '']);
     }
+    if (want('hub')) {
+      const e2e = measure(info, 'sdk-e2e');
+      results.hub = { sdk_to_sdk_rate: e2e.rate, sdk_to_sdk_with_feedback_rate: e2e.with_feedback_rate };
+      rows.push(['hub: service SDK -> hub -> device SDK, ack full (msg/s)', fmt(e2e.rate), `${fmt(e2e.with_feedback_rate)} incl. all feedback`, '']);
+    }
     if (want('receive')) {
       const node = measure(info, 'node-receive');
       const sdk = measure(info, 'sdk-receive');
