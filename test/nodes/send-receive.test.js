@@ -18,6 +18,8 @@ test('c2d send to device receive over each device transport, with feedback and d
   for (const transport of ['mqtt', 'mqtt-ws', 'amqp', 'amqp-ws']) {
     await t.test(transport, async () => {
       const deviceId = `dev-${transport}`;
+      // Registered up front: a send that overtakes the device's first connection would rightly get "device not found".
+      await hub.registerDevice(deviceId);
       const { node: cfg, credentials } = configNode(hub, { deviceTransport: transport });
       const flow = [
         cfg,

@@ -50,13 +50,17 @@ function configNode(hub, extra = {}) {
   };
 }
 
-/** Resolves with the first `count` messages a helper node receives. */
-function collect(node, count) {
+/** Resolves with the first `count` messages a helper node receives; fails, saying how many came, after timeoutMs. */
+function collect(node, count, timeoutMs = 20000) {
   const got = [];
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${node.id}: got ${got.length} of ${count} messages`)), timeoutMs);
     node.on('input', (msg) => {
       got.push(msg);
-      if (got.length === count) resolve(got);
+      if (got.length === count) {
+        clearTimeout(timer);
+        resolve(got);
+      }
     });
   });
 }
