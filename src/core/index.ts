@@ -9,3 +9,6 @@ export * from './feedback';
 export * from './retry';
 export * from './outgoing';
 export * from './delivery-tracker';
+export * from './device-client';
+export * from './service-client';
+export * from './hub-session';
