@@ -9,7 +9,7 @@ const { start } = require('../nodes/localhub/index.js');
   const hub = await start({
     dataDir: fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-bench-')),
     ports: { mqtts: 0, amqps: 0, amqp: 0, https: 0 },
-    queueDepth: 20_000, feedbackBatchMs: 1, autoRegister: true,
+    queueDepth: 20_000, feedbackBatchMs: 1, autoRegister: true, mqttInflight: Number(process.env.BENCH_INFLIGHT || 100),
   });
   process.stdout.write(JSON.stringify({ hubConnectionString: hub.hubConnectionString, caCertPath: hub.caCertPath, caPem: hub.caPem, ports: hub.ports }) + '\n');
   process.on('SIGTERM', () => hub.stop().then(() => process.exit(0)));
