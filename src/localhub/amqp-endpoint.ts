@@ -13,6 +13,8 @@ import { FeedbackBatch, QueuedMessage } from './queues';
 import { Identity } from './registry';
 
 interface ConnState {
+  /** Links holding a queue or the feedback: let go of them when the connection drops. */
+  links: Set<{ detach?: () => void }>;
   devices: Map<string, number>;
   service?: { se: number };
   cbsSender?: Sender;
@@ -88,7 +90,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   function state(conn: Connection): ConnState {
     let s = states.get(conn);
     if (!s) {
-      s = { devices: new Map(), settle: new DispositionQueue() };
+      s = { links: new Set(), devices: new Map(), settle: new DispositionQueue() };
       states.set(conn, s);
       // Identity from SASL PLAIN, if that is how the client came in.
       const sasl = (conn as unknown as { sasl_transport?: { username?: string; selected?: { username?: string } } }).sasl_transport;
@@ -197,6 +199,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
         },
       });
       (snd as unknown as { detach: () => void }).detach = detach;
+      s.links.add(snd as unknown as { detach?: () => void });
       return;
     }
     const deviceId = deviceIdOfLink(snd.source?.address);
@@ -204,6 +207,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       if (!deviceAllowed(s, deviceId)) return unauthorizedLink(snd, `this connection has no valid token for device ${deviceId}`);
       const release = hub.claimDevice(deviceId, () => snd.close({ condition: AMQP_CONDITIONS.detachForced, description: 'another connection opened for this device (400027 ConnectionForcefullyClosedOnNewConnection)' }));
       const detachQueue = hub.queues.attach(deviceId, {
+        describe: () => `amqp open=${snd.is_open()} credit=${(snd as unknown as { credit: number }).credit} sendable=${snd.sendable()}`,
         deliver: (entry: QueuedMessage) => {
           if (!snd.is_open() || !snd.sendable()) return false;
           const msg = toAmqpMessage(deviceId, entry.message);
@@ -218,6 +222,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
           return true;
         },
       });
+      s.links.add(snd as unknown as { detach?: () => void });
       (snd as unknown as { detach: () => void }).detach = () => {
         detachQueue();
         release();
@@ -244,23 +249,27 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   };
   container.on('sender_close', detachLink);
   container.on('receiver_close', detachLink);
-  container.on('disconnected', (ctx: EventContext) => {
-    // Every link of a dropped connection lets go of its queue.
-    const conn = ctx.connection as unknown as { local_channel_map?: Record<string, { links?: Record<string, unknown> }>; sessions?: unknown };
-    for (const session of Object.values(conn.local_channel_map ?? {})) {
-      for (const link of Object.values(session.links ?? {})) {
-        const l = link as { detach?: () => void };
-        if (l.detach) {
-          l.detach();
-          l.detach = undefined;
-        }
+  // A dropped connection lets go of every queue and feedback lock its links held, so they are redelivered at once.
+  const dropLinks = (ctx: EventContext) => {
+    const st = states.get(ctx.connection);
+    if (!st) return;
+    for (const l of st.links) {
+      if (l.detach) {
+        l.detach();
+        l.detach = undefined;
       }
     }
-  });
+    st.links.clear();
+  };
+  container.on('disconnected', dropLinks);
+  container.on('connection_close', dropLinks);
 
   // Settlements of what the hub sent.
   const onOutcome = (kind: 'accepted' | 'rejected' | 'released' | 'modified') => (ctx: EventContext) => {
     const d = ctx.delivery as Delivery & { c2d?: { deviceId: string; lockToken: string }; batch?: FeedbackBatch };
+    // Our links do not autosettle (the hub rejects with conditions), so settle our side too: an unsettled
+    // delivery keeps its slot in the session window, and after 2,048 of them the link stops sending.
+    if (!d.settled) d.update(true);
     if (d.c2d) {
       const { deviceId, lockToken } = d.c2d;
       try {

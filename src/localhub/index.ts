@@ -48,6 +48,7 @@ export interface LocalHub {
   registerDevice(id: string, opts?: { status?: 'enabled' | 'disabled'; x509Thumbprint?: string }): Promise<{ primaryKey: string }>;
   policyConnectionString(name: 'iothubowner' | 'service' | 'device' | 'registryReadWrite'): string;
   queueLength(deviceId: string): number;
+  inspectQueue(deviceId: string): { length: number; locked: number; attached: boolean; link?: string };
   connectedClients(): number;
   isDeviceConnected(deviceId: string): boolean;
   stop(): Promise<void>;
@@ -145,6 +146,7 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     },
     policyConnectionString: policyString,
     queueLength: (id) => queues.length(id),
+    inspectQueue: (id) => queues.inspect(id),
     connectedClients: () => sessions.count(),
     isDeviceConnected: (id) => sessions.isDeviceConnected(id),
     async stop() {

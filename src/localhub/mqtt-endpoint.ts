@@ -151,7 +151,7 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
   broker.on('subscribe', (subs: { topic: string }[], client: unknown) => {
     const s = sessions.get(client as AedesClient);
     if (!s || !subs.some((x) => x.topic === c2dSubscription(s.deviceId))) return;
-    if (!s.detach) s.detach = hub.queues.attach(s.deviceId, { deliver: deliverTo(s) });
+    if (!s.detach) s.detach = hub.queues.attach(s.deviceId, { deliver: deliverTo(s), describe: () => `mqtt inflight=${s.inflight.size} drain=${s.waitingDrain}` });
   });
   const end = (client: unknown) => {
     const s = sessions.get(client as AedesClient);

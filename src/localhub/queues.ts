@@ -15,11 +15,15 @@ export interface QueuedMessage {
   expiry: number;
   /** Set while delivered and not yet settled. */
   lockedUntil?: number;
+  /** The connection it was delivered on. */
+  lockedBy?: DeviceSink;
 }
 
 /** A connected device's receiving side; returns false when it has no room (credit, window). */
 export interface DeviceSink {
   deliver(entry: QueuedMessage): boolean;
+  /** A short description of the link's state, for diagnostics. */
+  describe?(): string;
 }
 
 export interface QueueOptions {
@@ -56,6 +60,12 @@ export class C2DQueues {
     return q;
   }
 
+  /** For tests and diagnostics: how many are waiting, locked, and whether a device is attached. */
+  inspect(deviceId: string): { length: number; locked: number; attached: boolean; link?: string } {
+    const q = this.queues.get(deviceId);
+    return { length: q?.entries.length ?? 0, locked: q?.entries.filter((e) => e.lockedUntil !== undefined).length ?? 0, attached: !!q?.sink, link: q?.sink?.describe?.() };
+  }
+
   length(deviceId: string): number {
     return this.queues.get(deviceId)?.entries.length ?? 0;
   }
@@ -88,10 +98,18 @@ export class C2DQueues {
     q.sink = sink;
     this.pump(deviceId);
     return () => {
-      if (q.sink !== sink) return;
-      q.sink = undefined;
-      // Unsettled deliveries come back at once for the next connection (no increment: not abandoned).
-      for (const e of q.entries) e.lockedUntil = undefined;
+      // What this connection held unsettled comes back at once (no increment: not abandoned), even when a
+      // newer connection for the device already took over.
+      let released = false;
+      for (const e of q.entries) {
+        if (e.lockedBy === sink) {
+          e.lockedUntil = undefined;
+          e.lockedBy = undefined;
+          released = true;
+        }
+      }
+      if (q.sink === sink) q.sink = undefined;
+      else if (released) this.pump(deviceId);
     };
   }
 
@@ -101,9 +119,11 @@ export class C2DQueues {
     for (const e of q.entries) {
       if (e.lockedUntil !== undefined || e.expiry <= now) continue;
       e.lockedUntil = now + this.o.lockMs;
+      e.lockedBy = q.sink;
       e.lockToken = randomUUID();
       if (!q.sink.deliver(e)) {
         e.lockedUntil = undefined;
+        e.lockedBy = undefined;
         break;
       }
     }
@@ -138,6 +158,7 @@ export class C2DQueues {
     if (!q || !e) throw new IotHubError('LOCK_LOST', 'the message lock was lost or the message was settled already', { amqpCondition: AMQP_CONDITIONS.lockLost });
     e.deliveryCount++;
     e.lockedUntil = undefined;
+    e.lockedBy = undefined;
     if (e.deliveryCount >= this.o.maxDeliveryCount) {
       q.entries.splice(q.entries.indexOf(e), 1);
       this.feedbackFor(deviceId, e, 'DeliveryCountExceeded');
@@ -170,6 +191,7 @@ export class C2DQueues {
         } else if (e.lockedUntil !== undefined && e.lockedUntil <= now) {
           // Lock timeout: back to the queue without an increment.
           e.lockedUntil = undefined;
+          e.lockedBy = undefined;
           relocked = true;
         }
       }
