@@ -24,6 +24,7 @@ interface Session {
   detach?: () => void;
   release: () => void;
   waitingDrain: boolean;
+  corked: boolean;
 }
 
 /** PUBLISH, QoS 1, not retained: written by hand so no copy of the message stays in the broker. */
@@ -127,7 +128,17 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
     if (s.inflight.size >= window || s.waitingDrain) return false;
     s.nextId = (s.nextId % 65535) + 1;
     s.inflight.set(s.nextId, entry.lockToken);
-    const ok = s.client.conn.write(publishPacket(c2dTopic(s.deviceId, entry.message), s.nextId, entry.message.body));
+    const conn = s.client.conn;
+    // Everything delivered in one turn goes out in one TLS write rather than a record and a syscall each.
+    if (!s.corked) {
+      s.corked = true;
+      conn.cork();
+      process.nextTick(() => {
+        s.corked = false;
+        conn.uncork();
+      });
+    }
+    const ok = conn.write(publishPacket(c2dTopic(s.deviceId, entry.message), s.nextId, entry.message.body));
     if (!ok) {
       s.waitingDrain = true;
       s.client.conn.once('drain', () => {
@@ -143,7 +154,7 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
     const old = [...sessions.values()].find((s) => s.deviceId === c.id);
     if (old) end(old.client);
     const s: Session = {
-      deviceId: c.id, client: c, nextId: 0, inflight: new Map(), waitingDrain: false,
+      deviceId: c.id, client: c, nextId: 0, inflight: new Map(), waitingDrain: false, corked: false,
       release: hub.claimDevice(c.id, () => c.close()),
     };
     sessions.set(c, s);

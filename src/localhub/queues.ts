@@ -34,7 +34,10 @@ export interface QueueOptions {
 }
 
 interface DeviceQueue {
-  entries: QueuedMessage[];
+  /** By seq, in arrival order (a Map keeps insertion order): removing any entry is O(1), not an array splice. */
+  entries: Map<number, QueuedMessage>;
+  /** The delivered and unsettled ones, by lock token: settling looks up one entry instead of scanning the queue. */
+  locked: Map<string, QueuedMessage>;
   sink?: DeviceSink;
   nextSeq: number;
 }
@@ -54,7 +57,7 @@ export class C2DQueues {
   private queue(deviceId: string): DeviceQueue {
     let q = this.queues.get(deviceId);
     if (!q) {
-      q = { entries: [], nextSeq: 1 };
+      q = { entries: new Map(), locked: new Map(), nextSeq: 1 };
       this.queues.set(deviceId, q);
     }
     return q;
@@ -63,11 +66,11 @@ export class C2DQueues {
   /** For tests and diagnostics: how many are waiting, locked, and whether a device is attached. */
   inspect(deviceId: string): { length: number; locked: number; attached: boolean; link?: string } {
     const q = this.queues.get(deviceId);
-    return { length: q?.entries.length ?? 0, locked: q?.entries.filter((e) => e.lockedUntil !== undefined).length ?? 0, attached: !!q?.sink, link: q?.sink?.describe?.() };
+    return { length: q?.entries.size ?? 0, locked: q?.locked.size ?? 0, attached: !!q?.sink, link: q?.sink?.describe?.() };
   }
 
   length(deviceId: string): number {
-    return this.queues.get(deviceId)?.entries.length ?? 0;
+    return this.queues.get(deviceId)?.entries.size ?? 0;
   }
 
   /** Throws IotHubError with the AMQP condition a real hub rejects with. */
@@ -77,7 +80,7 @@ export class C2DQueues {
       throw new IotHubError('MESSAGE_TOO_LARGE', `Message size ${size} exceeds the maximum of ${MAX_C2D_MESSAGE_BYTES} bytes`, { amqpCondition: AMQP_CONDITIONS.messageSizeExceeded });
     }
     const q = this.queue(deviceId);
-    if (q.entries.length >= this.o.queueDepth) {
+    if (q.entries.size >= this.o.queueDepth) {
       throw new IotHubError('QUEUE_FULL',
         `C2D messages enqueued for the device exceeded the queue limit of ${this.o.queueDepth}, see more at http://aka.ms/iothub403004`,
         { amqpCondition: AMQP_CONDITIONS.resourceLimitExceeded });
@@ -86,7 +89,7 @@ export class C2DQueues {
       seq: q.nextSeq++, lockToken: randomUUID(), message, enqueuedTime: now, deliveryCount: 0,
       expiry: message.expiryTimeUtc ?? now + this.o.defaultTtlMs,
     };
-    q.entries.push(entry);
+    q.entries.set(entry.seq, entry);
     this.onChange();
     this.pump(deviceId);
     return entry;
@@ -101,10 +104,9 @@ export class C2DQueues {
       // What this connection held unsettled comes back at once (no increment: not abandoned), even when a
       // newer connection for the device already took over.
       let released = false;
-      for (const e of q.entries) {
+      for (const e of q.locked.values()) {
         if (e.lockedBy === sink) {
-          e.lockedUntil = undefined;
-          e.lockedBy = undefined;
+          this.unlock(q, e);
           released = true;
         }
       }
@@ -116,26 +118,39 @@ export class C2DQueues {
   pump(deviceId: string, now = Date.now()): void {
     const q = this.queues.get(deviceId);
     if (!q?.sink) return;
-    for (const e of q.entries) {
+    for (const e of q.entries.values()) {
       if (e.lockedUntil !== undefined || e.expiry <= now) continue;
       e.lockedUntil = now + this.o.lockMs;
       e.lockedBy = q.sink;
       e.lockToken = randomUUID();
+      q.locked.set(e.lockToken, e);
       if (!q.sink.deliver(e)) {
-        e.lockedUntil = undefined;
-        e.lockedBy = undefined;
+        this.unlock(q, e);
         break;
       }
     }
   }
 
-  private take(deviceId: string, lockToken: string): QueuedMessage {
+  private unlock(q: DeviceQueue, e: QueuedMessage): void {
+    q.locked.delete(e.lockToken);
+    e.lockedUntil = undefined;
+    e.lockedBy = undefined;
+  }
+
+  private lockedEntry(deviceId: string, lockToken: string): { q: DeviceQueue; e: QueuedMessage } {
     const q = this.queues.get(deviceId);
-    const i = q ? q.entries.findIndex((e) => e.lockToken === lockToken && e.lockedUntil !== undefined) : -1;
-    if (!q || i < 0) {
+    const e = q?.locked.get(lockToken);
+    if (!q || !e) {
       throw new IotHubError('LOCK_LOST', 'the message lock was lost or the message was settled already', { amqpCondition: AMQP_CONDITIONS.lockLost });
     }
-    return q.entries.splice(i, 1)[0];
+    return { q, e };
+  }
+
+  private take(deviceId: string, lockToken: string): QueuedMessage {
+    const { q, e } = this.lockedEntry(deviceId, lockToken);
+    q.locked.delete(lockToken);
+    q.entries.delete(e.seq);
+    return e;
   }
 
   complete(deviceId: string, lockToken: string): void {
@@ -153,14 +168,11 @@ export class C2DQueues {
   }
 
   abandon(deviceId: string, lockToken: string): void {
-    const q = this.queues.get(deviceId);
-    const e = q?.entries.find((x) => x.lockToken === lockToken && x.lockedUntil !== undefined);
-    if (!q || !e) throw new IotHubError('LOCK_LOST', 'the message lock was lost or the message was settled already', { amqpCondition: AMQP_CONDITIONS.lockLost });
+    const { q, e } = this.lockedEntry(deviceId, lockToken);
     e.deliveryCount++;
-    e.lockedUntil = undefined;
-    e.lockedBy = undefined;
+    this.unlock(q, e);
     if (e.deliveryCount >= this.o.maxDeliveryCount) {
-      q.entries.splice(q.entries.indexOf(e), 1);
+      q.entries.delete(e.seq);
       this.feedbackFor(deviceId, e, 'DeliveryCountExceeded');
     }
     this.onChange();
@@ -171,7 +183,9 @@ export class C2DQueues {
   purge(deviceId: string): number {
     const q = this.queues.get(deviceId);
     if (!q) return 0;
-    const purged = q.entries.splice(0);
+    const purged = [...q.entries.values()];
+    q.entries.clear();
+    q.locked.clear();
     for (const e of purged) this.feedbackFor(deviceId, e, 'Purged');
     this.onChange();
     return purged.length;
@@ -182,16 +196,14 @@ export class C2DQueues {
     let changed = false;
     for (const [deviceId, q] of this.queues) {
       let relocked = false;
-      for (let i = q.entries.length - 1; i >= 0; i--) {
-        const e = q.entries[i];
+      for (const e of q.entries.values()) {
         if (e.expiry <= now && e.lockedUntil === undefined) {
-          q.entries.splice(i, 1);
+          q.entries.delete(e.seq);
           this.feedbackFor(deviceId, e, 'Expired');
           changed = true;
         } else if (e.lockedUntil !== undefined && e.lockedUntil <= now) {
           // Lock timeout: back to the queue without an increment.
-          e.lockedUntil = undefined;
-          e.lockedBy = undefined;
+          this.unlock(q, e);
           relocked = true;
         }
       }
@@ -226,8 +238,8 @@ export class C2DQueues {
   toJSONText(): string {
     const parts: string[] = [];
     for (const [id, q] of this.queues) {
-      if (q.entries.length === 0) continue;
-      const entries = q.entries.map((e) => {
+      if (q.entries.size === 0) continue;
+      const entries = [...q.entries.values()].map((e) => {
         let msg = messageJson.get(e.message);
         if (msg === undefined) {
           msg = JSON.stringify({ ...e.message, body: e.message.body.toString('base64') });
@@ -242,10 +254,8 @@ export class C2DQueues {
 
   load(data: StoredQueues | undefined): void {
     for (const [id, q] of Object.entries(data?.queues ?? {})) {
-      this.queues.set(id, {
-        nextSeq: q.nextSeq,
-        entries: q.entries.map((e) => ({ ...e, lockedUntil: undefined, message: { ...e.message, body: Buffer.from(e.message.body, 'base64') } })),
-      });
+      const entries = q.entries.map((e): QueuedMessage => ({ ...e, lockedUntil: undefined, message: { ...e.message, body: Buffer.from(e.message.body, 'base64') } }));
+      this.queues.set(id, { nextSeq: q.nextSeq, entries: new Map(entries.map((e) => [e.seq, e])), locked: new Map() });
     }
   }
 }

@@ -20,16 +20,21 @@ export class JsonStore<T> {
     }
   }
 
+  private lastWriteMs = 0;
+
   schedule(): void {
-    if (!this.timer) this.timer = setTimeout(() => this.flush(), this.delayMs);
+    // A big state waits longer between writes, so saving stays under ~5% of the hub's time (at most 2 s).
+    if (!this.timer) this.timer = setTimeout(() => this.flush(), Math.min(2000, Math.max(this.delayMs, 20 * this.lastWriteMs)));
   }
 
   /** Write now: temp file then rename, so a crash never leaves half a file. */
   flush(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    const t0 = performance.now();
     const tmp = `${this.file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, this.snapshot(), { mode: 0o600 });
     fs.renameSync(tmp, this.file);
+    this.lastWriteMs = performance.now() - t0;
   }
 }
