@@ -51,3 +51,60 @@ for (const transport of ['mqtt', 'amqp']) {
     }
   });
 }
+
+// The same through the nodes, as the issue asks: 10 s tokens, 60 s of traffic, an MQTT and an AMQP device receive node
+// and a c2d send node tracking every delivery; nothing lost, no red status, no error.
+test('nodes: 10 s tokens over 60 s of traffic to an MQTT and an AMQP device, every delivery tracked', { timeout: 120_000 }, async () => {
+  const { helper, nodeModules, configNode } = require('../support/flows');
+  const RUN_NODES_MS = Number(process.env.RENEWAL_RUN_MS || 60_000);
+  const { faultProxy } = require('../support/fault-proxy');
+  const hub = await startHub({ devices: ['rm', 'ra'] });
+  // The MQTT device goes through a proxy only to count its connections: it renews by reconnecting.
+  const mqttProxy = await faultProxy(hub.ports.mqtts);
+  await helper.startServer();
+  const mqttCfg = configNode(hub, { tokenLifetime: 10, mqttPort: mqttProxy.port });
+  const amqpCfg = configNode(hub, { id: 'cfgA', deviceTransport: 'amqp', tokenLifetime: 10 });
+  const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
+  const flow = [
+    { id: 'tab', type: 'tab' }, mqttCfg.node, amqpCfg.node,
+    at({ id: 'rm', type: 'iothub-device-receive', connection: 'cfg', deviceId: 'rm', output: 'string', settle: 'auto', wires: [['out']] }),
+    at({ id: 'ra', type: 'iothub-device-receive', connection: 'cfgA', deviceId: 'ra', output: 'string', settle: 'auto', wires: [['out']] }),
+    at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: '', deviceIdType: 'str', ack: 'full', ttl: '', trackDelivery: true, trackTimeout: 30, mappings: [], wires: [['tracked']] }),
+    at({ id: 'catch', type: 'catch', scope: null, uncaught: false, wires: [['caught']] }),
+    at({ id: 'out', type: 'helper' }), at({ id: 'tracked', type: 'helper' }), at({ id: 'caught', type: 'helper' }),
+  ];
+  const credentials = { cfg: mqttCfg.credentials.cfg, cfgA: amqpCfg.credentials.cfg };
+  try {
+    await helper.load(nodeModules, flow, credentials);
+    const statuses = [];
+    for (const id of ['rm', 'ra', 'send']) helper.getNode(id).on('call:status', (call) => statuses.push({ id, ...call.args[0] }));
+    const received = { rm: new Set(), ra: new Set() };
+    const outcomes = new Map();
+    const caught = [];
+    helper.getNode('out').on('input', (m) => received[m.deviceId].add(m.payload));
+    helper.getNode('tracked').on('input', (m) => outcomes.set(m.payload, m.delivery));
+    helper.getNode('caught').on('input', (m) => caught.push(m.error?.message));
+    await waitFor(() => hub.isDeviceConnected('rm') && hub.isDeviceConnected('ra'), 'both devices connected');
+    let sent = 0;
+    const started = Date.now();
+    while (Date.now() - started < RUN_NODES_MS) {
+      const deviceId = sent % 2 ? 'ra' : 'rm';
+      helper.getNode('send').receive({ payload: `m${sent}`, deviceId });
+      sent++;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await waitFor(() => received.rm.size + received.ra.size === sent && outcomes.size === sent, `all ${sent} received and tracked`, 30_000);
+    const delivered = [...outcomes.values()].filter((d) => d === 'delivered').length;
+    const red = statuses.filter((s) => s.fill === 'red');
+    console.log(`# nodes, 10 s tokens, ${RUN_NODES_MS / 1000} s: MQTT connections ${mqttProxy.accepted}, sent ${sent}, received mqtt ${received.rm.size} amqp ${received.ra.size}, delivered ${delivered}, caught ${caught.length}, statuses ${JSON.stringify([...new Set(statuses.map((s) => `${s.id}:${s.text}`))])}`);
+    assert.equal(delivered, sent, 'every send tracked as delivered');
+    assert.deepEqual(caught, [], 'no error reached the Catch node');
+    assert.deepEqual(red, [], 'no red status');
+    assert.ok(mqttProxy.accepted >= Math.floor(RUN_NODES_MS / 10_000), `the MQTT device renewed ${mqttProxy.accepted - 1} times`);
+  } finally {
+    await helper.unload().catch(() => undefined);
+    await helper.stopServer();
+    await mqttProxy.close();
+    await hub.stop();
+  }
+});

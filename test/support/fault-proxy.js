@@ -4,7 +4,9 @@ const net = require('node:net');
 
 async function faultProxy(targetPort) {
   const pairs = new Set();
+  let accepted = 0;
   const server = net.createServer((client) => {
+    accepted++;
     const upstream = net.connect(targetPort, '127.0.0.1');
     client.setNoDelay(true);
     upstream.setNoDelay(true);
@@ -35,6 +37,10 @@ async function faultProxy(targetPort) {
     },
     get connections() {
       return pairs.size;
+    },
+    /** Connections accepted since the proxy started. */
+    get accepted() {
+      return accepted;
     },
     close() {
       this.cut();
