@@ -57,6 +57,7 @@ module.exports = function (RED: NodeAPI) {
     const deviceTransport = DEVICE_TRANSPORTS.includes(def.deviceTransport as DeviceTransport) ? def.deviceTransport as DeviceTransport : 'mqtt';
     const serviceTransport = def.serviceTransport === 'amqp-ws' ? 'amqp-ws' : 'amqp';
     const tokenLifetimeSec = int(def.tokenLifetime) || 3600;
+    const keepAliveSec = int(def.keepAlive) || 180;
     // While the hub is unreachable, sends wait in a bounded queue, then fail loudly.
     const queue = { sendQueueLimit: Number(def.sendQueueLimit) > 0 ? Number(def.sendQueueLimit) : 10_000, sendQueueTimeoutMs: (Number(def.sendQueueTimeout) > 0 ? Number(def.sendQueueTimeout) : 30) * 1000 };
     node.statusOf = statusOf;
@@ -74,7 +75,7 @@ module.exports = function (RED: NodeAPI) {
       session = acquireLocalHub(settings, RED.settings.userDir).then((hub) => {
         const connection = parseConnectionString(hub.hubConnectionString);
         return new HubSession({
-          connection, deviceTransport, serviceTransport, tokenLifetimeSec, ...queue,
+          connection, deviceTransport, serviceTransport, tokenLifetimeSec, keepAliveSec, ...queue,
           connectHost: '127.0.0.1',
           ports: { mqtt: hub.ports.mqtts, amqp: hub.ports.amqps, ws: hub.ports.https },
           ca: hub.caPem,
@@ -103,7 +104,7 @@ module.exports = function (RED: NodeAPI) {
       const ok = connection;
       session = ok
         ? Promise.resolve(new HubSession({
-          connection: ok, deviceTransport, serviceTransport, tokenLifetimeSec, ...queue,
+          connection: ok, deviceTransport, serviceTransport, tokenLifetimeSec, keepAliveSec, ...queue,
           ports: { mqtt: int(def.mqttPort), amqp: int(def.amqpPort), ws: int(def.wsPort) },
           ca: expandEnv(node, node.credentials?.ca) || undefined,
           cert: expandEnv(node, node.credentials?.cert) || undefined,

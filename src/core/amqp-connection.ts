@@ -12,7 +12,8 @@ export interface AmqpTls {
 
 export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extra: AmqpTls = {}): Connection {
   const container = create_container({ id: `iothub-c2d-${randomUUID()}` });
-  const common = { reconnect: false, idle_time_out: 240_000, tcp_no_delay: true, hostname: e.servername } as Partial<ConnectionOptions>;
+  // rhea drops a connection after twice its idle time out without a frame, and asks the peer for one every half of it.
+  const common = { reconnect: false, idle_time_out: e.keepAliveSec * 500, tcp_no_delay: true, hostname: e.servername } as Partial<ConnectionOptions>;
   if (webSocket) {
     const ws = websocket_connect(WebSocket as never);
     const details = ws(`wss://${e.host}:${e.port}/$iothub/websocket`, ['AMQPWSB10'], {

@@ -21,6 +21,8 @@ export interface Endpoint {
   ca?: string;
   rejectUnauthorized?: boolean;
   tls?: boolean;
+  /** A connection silent this long (no answer to MQTT PINGREQ, no AMQP frame) is taken for dead. Default 180 s, as the SDKs. */
+  keepAliveSec?: number;
 }
 
 export type DeviceCredentials =
@@ -72,6 +74,7 @@ export interface ResolvedEndpoint {
   ca?: string;
   rejectUnauthorized: boolean;
   tls: boolean;
+  keepAliveSec: number;
 }
 
 const DEFAULT_PORTS: Record<DeviceTransport, number> = { mqtt: 8883, 'mqtt-ws': 443, amqp: 5671, 'amqp-ws': 443 };
@@ -87,6 +90,7 @@ export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpo
     ca: e.ca,
     rejectUnauthorized: e.rejectUnauthorized !== false,
     tls: e.tls !== false,
+    keepAliveSec: e.keepAliveSec && e.keepAliveSec > 0 ? e.keepAliveSec : 180,
   };
 }
 

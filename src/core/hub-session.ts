@@ -22,6 +22,7 @@ export interface HubSessionOptions {
   cert?: string;
   key?: string;
   tokenLifetimeSec?: number;
+  keepAliveSec?: number;
   retry?: RetryOptions;
   /** Sends that may wait while the hub is unreachable, and for how long. */
   sendQueueLimit?: number;
@@ -127,6 +128,7 @@ export class HubSession {
         transport: this.o.deviceTransport,
         credentials: this.deviceCredentials(deviceId),
         tokenLifetimeSec: this.o.tokenLifetimeSec,
+        keepAliveSec: this.o.keepAliveSec,
         retry: this.o.retry,
         settle,
       });
@@ -177,6 +179,7 @@ export class HubSession {
         sharedAccessKeyName: c.sharedAccessKeyName,
         sharedAccessKey: c.sharedAccessKey,
         tokenLifetimeSec: this.o.tokenLifetimeSec,
+        keepAliveSec: this.o.keepAliveSec,
         retry: this.o.retry,
         pendingLimit: this.o.sendQueueLimit,
         pendingTimeoutMs: this.o.sendQueueTimeoutMs,

@@ -16,7 +16,7 @@ export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
     password: token,
     protocolVersion: 4,
     clean: false,
-    keepalive: 180,
+    keepalive: e.keepAliveSec,
     reconnectPeriod: 0,
     connectTimeout: 30_000,
     ca: e.ca,

@@ -1,12 +1,19 @@
 'use strict';
-// A TCP proxy on 127.0.0.1 that can cut every connection through it, for fault-injection tests.
+// A TCP proxy on 127.0.0.1 that can cut or stall every connection through it, for fault-injection tests.
 const net = require('node:net');
 
 async function faultProxy(targetPort) {
   const pairs = new Set();
   let accepted = 0;
+  let stalled = false;
+  const flow = (p) => {
+    p.client.pipe(p.upstream);
+    p.upstream.pipe(p.client);
+  };
   const server = net.createServer((client) => {
     accepted++;
+    // A stalled hub still accepts (the kernel does) but answers nothing: hold the bytes until resume.
+    client.pause();
     const upstream = net.connect(targetPort, '127.0.0.1');
     client.setNoDelay(true);
     upstream.setNoDelay(true);
@@ -19,8 +26,7 @@ async function faultProxy(targetPort) {
     };
     client.on('error', end).on('close', end);
     upstream.on('error', end).on('close', end);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    if (!stalled) flow(pair);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return {
@@ -34,6 +40,21 @@ async function faultProxy(targetPort) {
       }
       pairs.clear();
       return n;
+    },
+    /** Stops moving bytes either way, on every connection and on new ones, as a hub that hangs. */
+    stall() {
+      stalled = true;
+      for (const p of pairs) {
+        p.client.unpipe(p.upstream);
+        p.upstream.unpipe(p.client);
+        p.client.pause();
+        p.upstream.pause();
+      }
+    },
+    /** Moves bytes again; what waited is delivered, as after a hub's long pause. */
+    resume() {
+      stalled = false;
+      for (const p of pairs) flow(p);
     },
     get connections() {
       return pairs.size;
