@@ -57,8 +57,9 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
       const lock = m.lockToken ?? String(delivery.id);
       m.lockToken = lock;
       unsettled.set(lock, delivery);
-      events.message(m);
-      if (o.settle !== 'manual') void settle(lock, 'complete').catch(() => undefined);
+      events.message(m, () => {
+        if (o.settle !== 'manual') void settle(lock, 'complete').catch(() => undefined);
+      });
     });
   })().catch((err: unknown) => finish(err instanceof IotHubError ? err : new IotHubError('CONNECTION_LOST', (err as Error).message)));
 

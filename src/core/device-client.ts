@@ -53,7 +53,8 @@ export type SettleOutcome = 'complete' | 'reject' | 'abandon';
 /** What a transport reports back to the client that drives it. */
 export interface TransportEvents {
   connected(): void;
-  message(m: ReceivedC2DMessage): void;
+  /** ack: acknowledge as the settle mode says (MQTT PUBACK, AMQP accept when automatic); call it once handed over. */
+  message(m: ReceivedC2DMessage, ack: () => void): void;
   /** The connection is gone; err says why (undefined: closed on purpose). */
   closed(err?: IotHubError): void;
 }
@@ -101,6 +102,8 @@ export class DeviceClient extends EventEmitter {
   private retryTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private closing = false;
+  private holding = false;
+  private held: Array<{ m: ReceivedC2DMessage; ack: () => void }> = [];
   private readonly policy: RetryPolicy;
 
   constructor(private readonly o: DeviceClientOptions) {
@@ -146,10 +149,19 @@ export class DeviceClient extends EventEmitter {
         this.setState({ state: 'connected' });
         this.scheduleRenewal(expiresAt);
       },
-      message: (m) => this.emit('message', m),
+      message: (m, ack) => {
+        if (this.holding) {
+          this.held.push({ m, ack });
+          return;
+        }
+        this.emit('message', m);
+        ack();
+      },
       closed: (err) => {
         if (this.session !== session) return;
         this.session = undefined;
+        // Held messages were never acknowledged on that connection: the hub delivers them again.
+        this.held = [];
         if (this.renewTimer) clearTimeout(this.renewTimer);
         this.renewTimer = undefined;
         if (!this.closing) this.scheduleReconnect(err);
@@ -201,6 +213,24 @@ export class DeviceClient extends EventEmitter {
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
 
+  /**
+   * While nobody can take messages (between a node's stop and its redeploy), keep them unacknowledged rather than
+   * hand them to no one: they go out on resume(), or the hub delivers them again if the connection closes first.
+   */
+  hold(): void {
+    this.holding = true;
+  }
+
+  resume(): void {
+    this.holding = false;
+    const held = this.held;
+    this.held = [];
+    for (const { m, ack } of held) {
+      this.emit('message', m);
+      ack();
+    }
+  }
+
   settle(lockToken: string, outcome: SettleOutcome): Promise<void> {
     if (!this.session) return Promise.reject(new IotHubError('NOT_CONNECTED', 'the device is not connected; the hub will deliver the message again'));
     return this.session.settle(lockToken, outcome);
@@ -213,6 +243,7 @@ export class DeviceClient extends EventEmitter {
     this.retryTimer = this.renewTimer = undefined;
     const s = this.session;
     this.session = undefined;
+    this.held = [];
     if (s) await s.end();
     this.setState({ state: 'closed' });
     this.removeAllListeners('message');

@@ -151,6 +151,7 @@ export class HubSession {
     }
     s.users.add(user);
     if (s.lastStatus) user.onStatus(s.lastStatus);
+    s.client.resume();
     return {
       deviceId,
       settle: (lockToken, outcome) => s.client.settle(lockToken, outcome),
@@ -230,6 +231,8 @@ export class HubSession {
       await s.client.close();
       return;
     }
+    // A message arriving before the node is back must wait for it, unacknowledged, not go to no one.
+    if (s.client instanceof DeviceClient) s.client.hold();
     s.linger = setTimeout(() => {
       s.linger = undefined;
       if (s.users.size === 0) {

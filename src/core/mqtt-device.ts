@@ -30,14 +30,18 @@ export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
   let lastError: IotHubError | undefined;
 
   // PUBACK completes the message on the hub: send it only once the message was handed over.
+  // Until then mqtt.js reads nothing more from this connection, which is the back-pressure a held message wants.
   client.handleMessage = (packet, callback) => {
+    let m;
     try {
-      events.message(decodeC2DPublish(packet.topic, packet.payload as Buffer));
+      m = decodeC2DPublish(packet.topic, packet.payload as Buffer);
     } catch (err) {
       // A publish we cannot read is still acknowledged (the hub would only resend it forever).
       lastError = err instanceof IotHubError ? err : new IotHubError('PROTOCOL_ERROR', 'unreadable C2D message');
+      callback();
+      return;
     }
-    callback();
+    events.message(m, () => callback());
   };
   client.on('connect', () => {
     (client.stream as unknown as { setNoDelay?: (v: boolean) => void }).setNoDelay?.(true);
