@@ -3,7 +3,7 @@
  * (azure-iot-amqp-base AmqpMessage.fromMessage): UUID-shaped ids as AMQP uuid, one data section body.
  */
 import { message as rheaMessage, Message, string_to_uuid, uuid_to_string } from 'rhea';
-import { AckMode, ACK_MODES, C2DMessage, ReceivedC2DMessage } from './message';
+import { AckMode, ACK_MODES, C2DMessage, ReceivedC2DMessage, setProperty } from './message';
 
 // The SDK's own test: only such ids travel as AMQP uuid (lowercase, version 1-5, RFC variant).
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -41,9 +41,8 @@ export function toAmqpMessage(deviceId: string, m: C2DMessage): Message {
   if (m.userId) out.user_id = m.userId;
   if (m.contentEncoding) out.content_encoding = m.contentEncoding;
   if (m.contentType) out.content_type = m.contentType;
-  const props: Record<string, string> = {};
-  if (m.ack) props['iothub-ack'] = m.ack;
-  Object.assign(props, m.properties);
+  // Spread, not Object.assign: it copies every own name as data, "__proto__" included.
+  const props: Record<string, string> = m.ack ? { 'iothub-ack': m.ack, ...m.properties } : { ...m.properties };
   if (Object.keys(props).length > 0) out.application_properties = props;
   out.body = rheaMessage.data_section(m.body);
   return out;
@@ -90,7 +89,7 @@ export function fromAmqpMessage(msg: Message): ReceivedC2DMessage {
       systemProperties[k] = text;
       if ((ACK_MODES as readonly string[]).includes(text)) out.ack = text as AckMode;
     } else {
-      out.properties[k] = text;
+      setProperty(out.properties, k, text);
     }
   }
   const ann = (msg.message_annotations ?? {}) as Record<string, unknown>;

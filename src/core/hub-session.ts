@@ -6,7 +6,7 @@
 import { ConnectionInfo } from './connection-string';
 import { DeviceClient, DeviceCredentials, DeviceTransport, StatusEvent, SettleOutcome } from './device-client';
 import { IotHubError } from './errors';
-import { C2DMessage, FeedbackRecord, ReceivedC2DMessage } from './message';
+import { C2DMessage, checkDeviceId, FeedbackRecord, ReceivedC2DMessage } from './message';
 import { RetryOptions } from './retry';
 import { ServiceClient } from './service-client';
 
@@ -116,6 +116,12 @@ export class HubSession {
   acquireDevice(deviceId: string, user: DeviceUser, settle: 'auto' | 'manual' = 'auto'): DeviceLease {
     if (this.closed) throw new IotHubError('NOT_CONNECTED', 'the IoT Hub config node is closing');
     if (!deviceId) throw new IotHubError('INVALID_ARGUMENT', 'no device id: set one in the node', { field: 'deviceId' });
+    checkDeviceId(deviceId);
+    if (/[#+]/.test(deviceId) && this.o.deviceTransport.startsWith('mqtt')) {
+      // devices/{id}/messages/devicebound/# is the only filter IoT Hub takes, and MQTT reads # and + in it as wildcards.
+      throw new IotHubError('INVALID_ARGUMENT',
+        `device id ${JSON.stringify(deviceId)} holds # or +, which an MQTT subscription cannot carry: choose the AMQP device transport for it`, { field: 'deviceId' });
+    }
     let shared = this.devices.get(deviceId);
     if (!shared) {
       const client = new DeviceClient({

@@ -2,6 +2,7 @@
  * The one C2D message model shared by both codecs (MQTT property bag, AMQP),
  * the clients, the nodes and the local hub.
  */
+import { IotHubError } from './errors';
 
 export type AckMode = 'none' | 'positive' | 'negative' | 'full';
 export const ACK_MODES: readonly AckMode[] = ['none', 'positive', 'negative', 'full'];
@@ -38,6 +39,25 @@ export interface ReceivedC2DMessage extends C2DMessage {
 /** IoT Hub's limit on a C2D message: body + system property values + user property names and values. */
 export const MAX_C2D_MESSAGE_BYTES = 64 * 1024;
 export const MAX_MESSAGE_ID_LENGTH = 128;
+
+// IoT Hub's rule for a device id: 1 to 128 ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ '
+const DEVICE_ID = /^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$/;
+
+/** The device id as IoT Hub accepts it, or a typed error naming the field and what is allowed. */
+export function checkDeviceId(id: string, field = 'deviceId'): string {
+  if (DEVICE_ID.test(id)) return id;
+  const shown = JSON.stringify(id.length > 40 ? `${id.slice(0, 40)}…` : id);
+  const why = id.length === 0 ? 'is empty' : id.length > 128 ? `has ${id.length} characters (at most 128)`
+    : `holds ${JSON.stringify([...id].find((c) => !DEVICE_ID.test(c)))}`;
+  throw new IotHubError('INVALID_ARGUMENT',
+    `device id ${shown} ${why}: IoT Hub allows 1 to 128 ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ '`, { field });
+}
+
+/** Sets an application property; a plain assignment of "__proto__" would change the object's prototype and lose the value. */
+export function setProperty(bag: Record<string, string>, name: string, value: string): void {
+  if (name === '__proto__') Object.defineProperty(bag, name, { value, enumerable: true, writable: true, configurable: true });
+  else bag[name] = value;
+}
 
 /** Size of a message as IoT Hub counts it against the 64 KB limit. */
 export function messageSize(m: C2DMessage): number {

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import Mustache from 'mustache';
 import { IotHubError } from './errors';
-import { AckMode, ACK_MODES, C2DMessage, MAX_C2D_MESSAGE_BYTES, MAX_MESSAGE_ID_LENGTH, messageSize } from './message';
+import { AckMode, ACK_MODES, C2DMessage, MAX_C2D_MESSAGE_BYTES, MAX_MESSAGE_ID_LENGTH, messageSize, setProperty } from './message';
 
 /** A row of the node's mapping table as saved in the flow. */
 export interface MappingRow {
@@ -79,8 +79,9 @@ function propertyText(r: EvaluatedRow): string {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' && Number.isFinite(v)) return String(v);
   if (typeof v === 'boolean' || typeof v === 'bigint') return String(v);
-  const what = v === undefined ? 'is undefined' : v === null ? 'is null' : `is ${Array.isArray(v) ? 'an array' : 'a ' + typeof v}`;
-  throw invalid(`mappings[${r.row}]`, `property row ${r.row} "${r.name}": its value ${what}; it must be a string, number or boolean`);
+  const what = v === undefined ? 'is undefined' : v === null ? 'is null' : typeof v === 'number' ? `is ${v}`
+    : `is ${Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : 'a ' + typeof v}`;
+  throw invalid(`mappings[${r.row}]`, `property row ${r.row} "${r.name}": its value ${what}; it must be a string, a finite number or a boolean`);
 }
 
 export interface OutgoingInput {
@@ -108,8 +109,14 @@ export function buildC2DMessage(input: OutgoingInput): C2DMessage {
       m[name as SystemPropertyName] = value;
     } else if (name.toLowerCase() === 'iothub-ack') {
       throw invalid(`mappings[${r.row}]`, `property row ${r.row}: "iothub-ack" is set by the node's acknowledgement setting or msg.ack, not by a row`);
+    } else if (name === '__proto__') {
+      // AMQP maps decode into plain objects (rhea, the local hub, AMQP devices), where this name cannot be a key.
+      throw invalid(`mappings[${r.row}]`, `property row ${r.row}: "__proto__" cannot travel as a property name over AMQP; rename the property`);
+    } else if (name.startsWith('$') || name.toLowerCase().startsWith('iothub-')) {
+      // On MQTT an application property "$.mid" is written exactly as the system one: the device would take it for the message id.
+      throw invalid(`mappings[${r.row}]`, `property row ${r.row}: "${name}" starts with ${name.startsWith('$') ? '"$"' : '"iothub-"'}, which IoT Hub keeps for its system properties; rename the property`);
     } else {
-      m.properties[name] = value;
+      setProperty(m.properties, name, value);
     }
   }
   if (m.messageId === undefined) m.messageId = (input.newId ?? randomUUID)();

@@ -4,7 +4,7 @@
  * pairs and system keys start with `$.`, written `%24.`.
  */
 import { IotHubError } from './errors';
-import { AckMode, ACK_MODES, C2DMessage, ReceivedC2DMessage } from './message';
+import { AckMode, ACK_MODES, C2DMessage, ReceivedC2DMessage, setProperty } from './message';
 
 /** Wire names of the system properties, in the order a real hub writes them. */
 const SYSTEM_KEYS: [string, keyof C2DMessage][] = [
@@ -69,7 +69,7 @@ export function decodePropertyBag(bag: string): { message: Omit<C2DMessage, 'bod
     } else if (key.startsWith('$.')) {
       systemProperties[key] = value;
     } else {
-      message.properties[key] = value;
+      setProperty(message.properties, key, value);
     }
   }
   return { message, systemProperties };

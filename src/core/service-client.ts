@@ -10,7 +10,7 @@ import { toAmqpMessage } from './amqp-codec';
 import { ConnectionState, Endpoint, resolveEndpoint, StatusEvent } from './device-client';
 import { fromAmqpError, IotHubError } from './errors';
 import { parseFeedbackBody } from './feedback';
-import { C2DMessage, FeedbackRecord } from './message';
+import { C2DMessage, checkDeviceId, FeedbackRecord } from './message';
 import { RetryOptions, RetryPolicy } from './retry';
 import { createSasToken } from './sas';
 
@@ -269,6 +269,11 @@ export class ServiceClient extends EventEmitter {
   }
 
   send(deviceId: string, message: C2DMessage): Promise<void> {
+    try {
+      checkDeviceId(deviceId);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (this.closing) return Promise.reject(new IotHubError('NOT_CONNECTED', 'the connection is closing'));
     if (this._state === 'unauthorized') {
       return Promise.reject(new IotHubError('UNAUTHORIZED', 'the hub refused the credentials: check the key and that the policy has ServiceConnect'));

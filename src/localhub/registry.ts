@@ -4,6 +4,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { IotHubError } from '../core/errors';
+import { checkDeviceId } from '../core/message';
 import { parseSasToken, ParsedSasToken, scopeCovers, verifySasToken } from '../core/sas';
 
 export type Permission = 'registryRead' | 'registryWrite' | 'serviceConnect' | 'deviceConnect';
@@ -69,7 +70,7 @@ export class Registry {
   }
 
   create(deviceId: string, opts: { status?: 'enabled' | 'disabled'; x509Thumbprint?: string; primaryKey?: string; secondaryKey?: string } = {}): Device {
-    if (!deviceId || deviceId.length > 128) throw new IotHubError('INVALID_ARGUMENT', 'a device id has 1 to 128 characters');
+    checkDeviceId(deviceId);
     if (this.devices.has(deviceId)) throw new IotHubError('PRECONDITION_FAILED', `device ${deviceId} already exists`);
     const d: Device = {
       deviceId, generationId: String(Date.now()) + String(Math.floor(Math.random() * 1000)), etag: randomUUID(),
