@@ -38,6 +38,9 @@ module.exports = function (RED: NodeAPI) {
         l.addFeedbackListener((records) => {
           if (split) for (const r of records) node.send(recordMsg(r));
           else node.send({ payload: records, topic: 'feedback', count: records.length });
+        }, (err, body) => {
+          // The Catch node gets what the hub sent; the hub dead-letters it rather than sending it forever.
+          node.error(`${RED._('iothub-c2d-feedback.errors.unreadable')}: ${err.message}`, { topic: 'feedback', payload: body });
         });
       }, (err: Error) => {
         node.status({ fill: 'red', shape: 'ring', text: err instanceof IotHubError ? err.code.toLowerCase().replace(/_/g, ' ') : 'error' });

@@ -37,7 +37,7 @@ function text(v: unknown): string {
 }
 
 /** rhea hands a data section as `{typecode: 0x75, content: Buffer}`, or a plain Buffer. */
-function bodyText(body: unknown): string {
+export function bodyText(body: unknown): string {
   if (typeof body === 'string') return body;
   if (Buffer.isBuffer(body)) return body.toString('utf8');
   if (body instanceof Uint8Array) return Buffer.from(body).toString('utf8');

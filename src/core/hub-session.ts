@@ -45,7 +45,8 @@ export interface DeviceLease {
 
 export interface ServiceLease {
   send(deviceId: string, m: C2DMessage): Promise<void>;
-  addFeedbackListener(fn: (records: FeedbackRecord[]) => void | Promise<void>): () => void;
+  /** onError hears of feedback that could not be read (it is dead-lettered), with the body as it came. */
+  addFeedbackListener(fn: (records: FeedbackRecord[]) => void | Promise<void>, onError?: (err: IotHubError, body: unknown) => void): () => void;
   release(removed: boolean): Promise<void>;
 }
 
@@ -209,8 +210,13 @@ export class HubSession {
     const removers = new Set<() => void>();
     return {
       send: (deviceId, m) => s.client.send(deviceId, m),
-      addFeedbackListener: (fn) => {
-        const remove = s.client.addFeedbackListener(fn);
+      addFeedbackListener: (fn, onError) => {
+        const removeListener = s.client.addFeedbackListener(fn);
+        if (onError) s.client.on('feedbackError', onError);
+        const remove = () => {
+          removeListener();
+          if (onError) s.client.off('feedbackError', onError);
+        };
         removers.add(remove);
         return () => {
           removers.delete(remove);

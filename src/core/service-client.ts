@@ -9,7 +9,7 @@ import { amqpConnectionError, Cbs, openAmqpConnection, whenOpen } from './amqp-c
 import { toAmqpMessage } from './amqp-codec';
 import { ConnectionState, Endpoint, resolveEndpoint, StatusEvent } from './device-client';
 import { fromAmqpError, IotHubError } from './errors';
-import { parseFeedbackBody } from './feedback';
+import { bodyText, parseFeedbackBody } from './feedback';
 import { C2DMessage, checkDeviceId, FeedbackRecord } from './message';
 import { RetryOptions, RetryPolicy } from './retry';
 import { createSasToken } from './sas';
@@ -169,12 +169,19 @@ export class ServiceClient extends EventEmitter {
   private async onFeedback(ctx: EventContext): Promise<void> {
     const delivery = ctx.delivery as Delivery;
     let records: FeedbackRecord[];
+    const body = (ctx.message as Message).body;
     try {
-      records = parseFeedbackBody((ctx.message as Message).body);
+      records = parseFeedbackBody(body);
     } catch (err) {
-      // Unreadable feedback would come back forever: dead-letter it, and say so.
+      // Unreadable feedback would come back forever: dead-letter it, and say so with what came.
       delivery.reject({ condition: 'amqp:decode-error', description: (err as Error).message });
-      this.emit('feedbackError', err);
+      let raw: unknown;
+      try {
+        raw = bodyText(body);
+      } catch {
+        raw = body;
+      }
+      this.emit('feedbackError', err, raw);
       return;
     }
     try {
