@@ -76,3 +76,52 @@ test(`hub stalled ${STALL_MS / 1000} s under traffic: keep-alive notices, nothin
     await hub.stop();
   }
 });
+
+test('slow links, 150 ms each way on every connection: 600 tracked sends all delivered, no error, no red status', { timeout: 120_000 }, async () => {
+  const hub = await startHub({ devices: ['slow-m', 'slow-a'], queueDepth: 10_000 });
+  const mqttProxy = await faultProxy(hub.ports.mqtts);
+  const amqpProxy = await faultProxy(hub.ports.amqps);
+  mqttProxy.slow(150);
+  amqpProxy.slow(150);
+  await helper.startServer();
+  const viaProxies = { mqttPort: mqttProxy.port, amqpPort: amqpProxy.port };
+  const mqttCfg = configNode(hub, viaProxies);
+  const amqpCfg = configNode(hub, { ...viaProxies, id: 'cfgA', deviceTransport: 'amqp' });
+  const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
+  const flow = [
+    { id: 'tab', type: 'tab' }, mqttCfg.node, amqpCfg.node,
+    at({ id: 'rm', type: 'iothub-device-receive', connection: 'cfg', deviceId: 'slow-m', output: 'string', settle: 'auto', wires: [['out']] }),
+    at({ id: 'ra', type: 'iothub-device-receive', connection: 'cfgA', deviceId: 'slow-a', output: 'string', settle: 'auto', wires: [['out']] }),
+    at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: '', deviceIdType: 'str', ack: 'full', ttl: '', trackDelivery: true, trackTimeout: 60, mappings: [], wires: [['tracked']] }),
+    at({ id: 'catch', type: 'catch', scope: null, uncaught: false, wires: [['caught']] }),
+    at({ id: 'out', type: 'helper' }), at({ id: 'tracked', type: 'helper' }), at({ id: 'caught', type: 'helper' }),
+  ];
+  try {
+    await helper.load(nodeModules, flow, { cfg: mqttCfg.credentials.cfg, cfgA: amqpCfg.credentials.cfg });
+    const statuses = [];
+    for (const id of ['rm', 'ra', 'send']) helper.getNode(id).on('call:status', (call) => statuses.push({ id, ...call.args[0] }));
+    const received = new Set();
+    const outcomes = new Map();
+    const caught = [];
+    helper.getNode('out').on('input', (m) => received.add(m.payload));
+    helper.getNode('tracked').on('input', (m) => outcomes.set(m.payload, m.delivery));
+    helper.getNode('caught').on('input', (m) => caught.push(m.error?.message));
+    const started = Date.now();
+    await waitFor(() => hub.isDeviceConnected('slow-m') && hub.isDeviceConnected('slow-a'), 'both devices connected over slow links', 20_000);
+    const connectMs = Date.now() - started;
+    const sent = 600;
+    for (let i = 0; i < sent; i++) helper.getNode('send').receive({ payload: `m${i}`, deviceId: i % 2 ? 'slow-a' : 'slow-m' });
+    await waitFor(() => received.size === sent && outcomes.size === sent, `all ${sent} received and tracked`, 60_000);
+    const delivered = [...outcomes.values()].filter((d) => d === 'delivered').length;
+    console.log(`# slow links 150 ms each way: connected in ${connectMs} ms; sent ${sent}, received ${received.size}, tracked delivered ${delivered}, caught ${caught.length}, in ${Date.now() - started} ms`);
+    assert.equal(delivered, sent);
+    assert.deepEqual(caught, []);
+    assert.deepEqual(statuses.filter((s) => s.fill === 'red'), []);
+  } finally {
+    await helper.unload().catch(() => undefined);
+    await helper.stopServer();
+    await mqttProxy.close();
+    await amqpProxy.close();
+    await hub.stop();
+  }
+});

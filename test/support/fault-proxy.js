@@ -1,15 +1,17 @@
 'use strict';
-// A TCP proxy on 127.0.0.1 that can cut or stall every connection through it, for fault-injection tests.
+// A TCP proxy on 127.0.0.1 that can cut, stall or slow every connection through it, for fault-injection tests.
 const net = require('node:net');
 
 async function faultProxy(targetPort) {
   const pairs = new Set();
   let accepted = 0;
   let stalled = false;
-  const flow = (p) => {
-    p.client.pipe(p.upstream);
-    p.upstream.pipe(p.client);
-  };
+  let delayMs = 0;
+  // Same delay for every chunk, so order is kept.
+  const forward = (src, dst) => src.on('data', (chunk) => {
+    if (delayMs === 0) dst.write(chunk);
+    else setTimeout(() => { if (!dst.destroyed) dst.write(chunk); }, delayMs);
+  });
   const server = net.createServer((client) => {
     accepted++;
     // A stalled hub still accepts (the kernel does) but answers nothing: hold the bytes until resume.
@@ -26,7 +28,10 @@ async function faultProxy(targetPort) {
     };
     client.on('error', end).on('close', end);
     upstream.on('error', end).on('close', end);
-    if (!stalled) flow(pair);
+    forward(client, upstream);
+    forward(upstream, client);
+    if (stalled) upstream.pause();
+    else client.resume();
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return {
@@ -45,8 +50,6 @@ async function faultProxy(targetPort) {
     stall() {
       stalled = true;
       for (const p of pairs) {
-        p.client.unpipe(p.upstream);
-        p.upstream.unpipe(p.client);
         p.client.pause();
         p.upstream.pause();
       }
@@ -54,7 +57,14 @@ async function faultProxy(targetPort) {
     /** Moves bytes again; what waited is delivered, as after a hub's long pause. */
     resume() {
       stalled = false;
-      for (const p of pairs) flow(p);
+      for (const p of pairs) {
+        p.client.resume();
+        p.upstream.resume();
+      }
+    },
+    /** Adds this much latency to every chunk, each way (0: none). */
+    slow(ms) {
+      delayMs = ms;
     },
     get connections() {
       return pairs.size;
