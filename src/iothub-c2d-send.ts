@@ -71,7 +71,8 @@ module.exports = function (RED: NodeAPI) {
 
     async function deviceIdOf(msg: NodeMessage): Promise<string> {
       let id: unknown;
-      if (deviceIdType === 'str' && !deviceIdValue) id = msg.deviceId;
+      // A fixed id needs no evaluation (the common case, and the hot path).
+      if (deviceIdType === 'str') id = deviceIdValue || msg.deviceId;
       else id = await evaluate(node, deviceIdValue, deviceIdType, msg);
       if (typeof id !== 'string' || !id.trim()) {
         throw new IotHubError('INVALID_ARGUMENT', RED._('iothub-c2d-send.errors.noDevice'), { field: 'deviceId' });
@@ -86,7 +87,7 @@ module.exports = function (RED: NodeAPI) {
         // Tracking needs the hub to report both outcomes.
         if (trackDelivery) ack = 'full';
         const expiry = msg.expiryTimeUtc !== undefined ? parseExpiry(msg.expiryTimeUtc, 'msg.expiryTimeUtc') : undefined;
-        const evaluated = await evaluateRows(node, rows, msg);
+        const evaluated = rows.length > 0 ? await evaluateRows(node, rows, msg) : [];
         const message = buildC2DMessage({ payload: msg.payload, rows: evaluated, ack, ttlSec, expiryTimeUtc: expiry });
         const l = lease ?? (leaseError ? undefined : await ready);
         if (!l) throw leaseError ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));

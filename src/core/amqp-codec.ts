@@ -42,7 +42,8 @@ export function toAmqpMessage(deviceId: string, m: C2DMessage): Message {
   if (m.contentEncoding) out.content_encoding = m.contentEncoding;
   if (m.contentType) out.content_type = m.contentType;
   // Spread, not Object.assign: it copies every own name as data, "__proto__" included.
-  const props: Record<string, string> = m.ack ? { 'iothub-ack': m.ack, ...m.properties } : { ...m.properties };
+  // "none" is IoT Hub's default: left out, as azure-iothub does, it costs neither side a properties map.
+  const props: Record<string, string> = m.ack && m.ack !== 'none' ? { 'iothub-ack': m.ack, ...m.properties } : { ...m.properties };
   if (Object.keys(props).length > 0) out.application_properties = props;
   out.body = rheaMessage.data_section(m.body);
   return out;
