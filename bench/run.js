@@ -25,7 +25,7 @@ function measure(hub, name, arg) {
     env: { ...process.env, HUB: JSON.stringify(hub), NODE_EXTRA_CA_CERTS: hub.caCertPath },
     encoding: 'utf8', timeout: 180_000, stdio: ['ignore', 'pipe', 'pipe'],
   });
-  if (r.status !== 0) throw new Error(`${name} ${arg ?? ''} failed: ${r.stderr.split('\n').slice(0, 5).join(' ')}`);
+  if (r.status !== 0) throw new Error(`${name} ${arg ?? ''} failed (${r.status ?? r.signal}): ${r.stderr.split('\n').filter((l) => !/MaxListeners|trace-warnings/.test(l)).slice(0, 8).join(' ')}`);
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }
 
