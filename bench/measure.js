@@ -93,6 +93,26 @@ function cfgNode() {
 }
 const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
 
+/** BENCH_PROFILE=dir: a CPU profile of just the timed part of a case (where the time goes when a goal is missed). */
+async function profiled(name, fn) {
+  if (!process.env.BENCH_PROFILE) return fn();
+  const inspector = require('node:inspector');
+  const session = new inspector.Session();
+  session.connect();
+  const post = (method, params) => new Promise((res, rej) => session.post(method, params, (e, r) => (e ? rej(e) : res(r))));
+  await post('Profiler.enable');
+  await post('Profiler.setSamplingInterval', { interval: 100 });
+  await post('Profiler.start');
+  try {
+    return await fn();
+  } finally {
+    const { profile } = await post('Profiler.stop');
+    require('node:fs').mkdirSync(process.env.BENCH_PROFILE, { recursive: true });
+    require('node:fs').writeFileSync(require('node:path').join(process.env.BENCH_PROFILE, `${name}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  }
+}
+
 const cases = {
   async 'sdk-send'(inflight) {
     const { Client } = require('azure-iothub');
@@ -158,7 +178,7 @@ const cases = {
     const round = (count) => Promise.all(Array.from({ length: count }, (_, i) => s.send(id, { body: Buffer.from('x'), messageId: `r${i}`, properties: {} })));
     await round(WARM);
     const t0 = performance.now();
-    await round(N);
+    await profiled('core-send', () => round(N));
     const rate = N / ((performance.now() - t0) / 1000);
     await s.close();
     return { rate, note: 'our core ServiceClient on rhea: the ceiling for the node' };
@@ -230,8 +250,10 @@ const cases = {
     for (let i = 0; i < WARM; i++) send.receive({ payload: 'x' });
     await until(() => done === WARM + 1);
     const t0 = performance.now();
-    for (let i = 0; i < N; i++) send.receive({ payload: 'x' });
-    await until(() => done === WARM + N + 1);
+    await profiled(`node-send-${ack}`, async () => {
+      for (let i = 0; i < N; i++) send.receive({ payload: 'x' });
+      await until(() => done === WARM + N + 1);
+    });
     const rate = N / ((performance.now() - t0) / 1000);
     await helper.stop();
     return { rate };

@@ -69,45 +69,58 @@ module.exports = function (RED: NodeAPI) {
       node.error(err.message);
     });
 
-    async function deviceIdOf(msg: NodeMessage): Promise<string> {
-      let id: unknown;
-      // A fixed id needs no evaluation (the common case, and the hot path).
-      if (deviceIdType === 'str') id = deviceIdValue || msg.deviceId;
-      else id = await evaluate(node, deviceIdValue, deviceIdType, msg);
+    function checkedDeviceId(id: unknown): string {
       if (typeof id !== 'string' || !id.trim()) {
         throw new IotHubError('INVALID_ARGUMENT', RED._('iothub-c2d-send.errors.noDevice'), { field: 'deviceId' });
       }
       return id.trim();
     }
 
-    node.on('input', (msg, send, done) => {
-      (async () => {
-        const deviceId = await deviceIdOf(msg);
-        let ack = msg.ack !== undefined ? parseAck(msg.ack, 'msg.ack') : nodeAck;
-        // Tracking needs the hub to report both outcomes.
-        if (trackDelivery) ack = 'full';
-        const expiry = msg.expiryTimeUtc !== undefined ? parseExpiry(msg.expiryTimeUtc, 'msg.expiryTimeUtc') : undefined;
-        const evaluated = rows.length > 0 ? await evaluateRows(node, rows, msg) : [];
-        const message = buildC2DMessage({ payload: msg.payload, rows: evaluated, ack, ttlSec, expiryTimeUtc: expiry });
-        const l = lease ?? (leaseError ? undefined : await ready);
-        if (!l) throw leaseError ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
-        const messageId = message.messageId as string;
-        if (trackDelivery) {
-          tracker.track(messageId, trackTimeoutMs, (outcome, record) => {
-            const out: NodeMessage = { ...msg, messageId, deviceId, delivery: outcome };
-            if (record) out.feedback = record;
-            else out.deliveryNote = RED._('iothub-c2d-send.track.timeoutNote');
-            send(out);
-          });
-        }
-        try {
-          await l.send(deviceId, message);
-        } catch (err) {
-          if (trackDelivery) tracker.forget(messageId);
-          throw err;
-        }
+    /** Builds, tracks and sends one message; resolves once the hub accepted it. */
+    function dispatch(msg: NodeMessage, send: (m: NodeMessage) => void, deviceId: string, evaluated: EvaluatedRow[], l: ServiceLease): Promise<void> {
+      let ack = msg.ack !== undefined ? parseAck(msg.ack, 'msg.ack') : nodeAck;
+      // Tracking needs the hub to report both outcomes.
+      if (trackDelivery) ack = 'full';
+      const expiry = msg.expiryTimeUtc !== undefined ? parseExpiry(msg.expiryTimeUtc, 'msg.expiryTimeUtc') : undefined;
+      const message = buildC2DMessage({ payload: msg.payload, rows: evaluated, ack, ttlSec, expiryTimeUtc: expiry });
+      const messageId = message.messageId as string;
+      if (trackDelivery) {
+        tracker.track(messageId, trackTimeoutMs, (outcome, record) => {
+          const out: NodeMessage = { ...msg, messageId, deviceId, delivery: outcome };
+          if (record) out.feedback = record;
+          else out.deliveryNote = RED._('iothub-c2d-send.track.timeoutNote');
+          send(out);
+        });
+      }
+      return l.send(deviceId, message).then(() => {
         msg.messageId = messageId;
-      })().then(() => done(), (err: Error) => done(err));
+      }, (err: Error) => {
+        if (trackDelivery) tracker.forget(messageId);
+        throw err;
+      });
+    }
+
+    node.on('input', (msg, send, done) => {
+      let sent: Promise<void>;
+      try {
+        // A fixed device id, no property rows and a live connection need no await before the send itself: every
+        // promise saved is one less object kept alive per msg in flight (a burst of thousands is GC-bound).
+        if (deviceIdType === 'str' && rows.length === 0 && lease) {
+          sent = dispatch(msg, send, checkedDeviceId(deviceIdValue || msg.deviceId), [], lease);
+        } else {
+          sent = (async () => {
+            const deviceId = checkedDeviceId(deviceIdType === 'str' ? deviceIdValue || msg.deviceId : await evaluate(node, deviceIdValue, deviceIdType, msg));
+            const evaluated = rows.length > 0 ? await evaluateRows(node, rows, msg) : [];
+            const l = lease ?? (leaseError ? undefined : await ready);
+            if (!l) throw leaseError ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
+            return dispatch(msg, send, deviceId, evaluated, l);
+          })();
+        }
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
+      sent.then(() => done(), (err: Error) => done(err));
     });
 
     node.on('close', (removed, done) => {
