@@ -296,7 +296,7 @@ const cases = {
     let got = 0;
     let t0;
     const d = await ourDevice(id, () => { if (got++ === 0) t0 = performance.now(); });
-    await until(() => got === RECV_N);
+    await profiled('core-receive', () => until(() => got === RECV_N));
     const rate = (RECV_N - 1) / ((performance.now() - t0) / 1000);
     await d.close();
     return { rate };
@@ -311,7 +311,7 @@ const cases = {
       at({ id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId: id, output: 'auto', settle: 'auto', wires: [['sink']] }),
       at({ id: 'sink', type: 'junction', wires: [] })], creds);
     helper.onInput('sink', () => { if (got++ === 0) t0 = performance.now(); });
-    await until(() => got === RECV_N);
+    await profiled('node-receive', () => until(() => got === RECV_N));
     const rate = (RECV_N - 1) / ((performance.now() - t0) / 1000);
     await helper.stop();
     return { rate };
