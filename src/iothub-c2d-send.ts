@@ -76,8 +76,8 @@ module.exports = function (RED: NodeAPI) {
       return id.trim();
     }
 
-    /** Builds, tracks and sends one message; resolves once the hub accepted it. */
-    function dispatch(msg: NodeMessage, send: (m: NodeMessage) => void, deviceId: string, evaluated: EvaluatedRow[], l: ServiceLease): Promise<void> {
+    /** Builds, tracks and sends one message; done() once the hub accepted it, done(err) when it did not. */
+    function dispatch(msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void, deviceId: string, evaluated: EvaluatedRow[], l: ServiceLease): void {
       let ack = msg.ack !== undefined ? parseAck(msg.ack, 'msg.ack') : nodeAck;
       // Tracking needs the hub to report both outcomes.
       if (trackDelivery) ack = 'full';
@@ -92,35 +92,33 @@ module.exports = function (RED: NodeAPI) {
           send(out);
         });
       }
-      return l.send(deviceId, message).then(() => {
+      l.send(deviceId, message).then(() => {
         msg.messageId = messageId;
+        done();
       }, (err: Error) => {
         if (trackDelivery) tracker.forget(messageId);
-        throw err;
+        done(err);
       });
     }
 
     node.on('input', (msg, send, done) => {
-      let sent: Promise<void>;
-      try {
-        // A fixed device id, no property rows and a live connection need no await before the send itself: every
-        // promise saved is one less object kept alive per msg in flight (a burst of thousands is GC-bound).
-        if (deviceIdType === 'str' && rows.length === 0 && lease) {
-          sent = dispatch(msg, send, checkedDeviceId(deviceIdValue || msg.deviceId), [], lease);
-        } else {
-          sent = (async () => {
-            const deviceId = checkedDeviceId(deviceIdType === 'str' ? deviceIdValue || msg.deviceId : await evaluate(node, deviceIdValue, deviceIdType, msg));
-            const evaluated = rows.length > 0 ? await evaluateRows(node, rows, msg) : [];
-            const l = lease ?? (leaseError ? undefined : await ready);
-            if (!l) throw leaseError ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
-            return dispatch(msg, send, deviceId, evaluated, l);
-          })();
+      // A fixed device id, no property rows and a live connection need no await before the send itself: every
+      // promise saved is one less object kept alive per msg in flight (a burst of thousands is GC-bound).
+      if (deviceIdType === 'str' && rows.length === 0 && lease) {
+        try {
+          dispatch(msg, send, done, checkedDeviceId(deviceIdValue || msg.deviceId), [], lease);
+        } catch (err) {
+          done(err as Error);
         }
-      } catch (err) {
-        done(err as Error);
         return;
       }
-      sent.then(() => done(), (err: Error) => done(err));
+      (async () => {
+        const deviceId = checkedDeviceId(deviceIdType === 'str' ? deviceIdValue || msg.deviceId : await evaluate(node, deviceIdValue, deviceIdType, msg));
+        const evaluated = rows.length > 0 ? await evaluateRows(node, rows, msg) : [];
+        const l = lease ?? (leaseError ? undefined : await ready);
+        if (!l) throw leaseError ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
+        dispatch(msg, send, done, deviceId, evaluated, l);
+      })().catch((err: Error) => done(err));
     });
 
     node.on('close', (removed, done) => {
