@@ -3,8 +3,15 @@
 // every connection, the nodes say so and reconnect, and every msg ends delivered or failed to the Catch node.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { helper, nodeModules, startHub, configNode, waitFor } = require('../support/flows');
+const { helper, nodeModules, startHub, twoDevicesFlow, waitFor } = require('../support/flows');
 const { faultProxy } = require('../support/fault-proxy');
+
+async function stopAll(hub, ...proxies) {
+  await helper.unload().catch(() => undefined);
+  await helper.stopServer();
+  for (const p of proxies) await p.close();
+  await hub.stop();
+}
 
 const STALL_MS = Number(process.env.STALL_MS || 30_000);
 const KEEPALIVE_S = 5;
@@ -14,20 +21,12 @@ test(`hub stalled ${STALL_MS / 1000} s under traffic: keep-alive notices, nothin
   const mqttProxy = await faultProxy(hub.ports.mqtts);
   const amqpProxy = await faultProxy(hub.ports.amqps);
   await helper.startServer();
-  const viaProxies = { keepAlive: KEEPALIVE_S, mqttPort: mqttProxy.port, amqpPort: amqpProxy.port };
-  const mqttCfg = configNode(hub, viaProxies);
-  const amqpCfg = configNode(hub, { ...viaProxies, id: 'cfgA', deviceTransport: 'amqp' });
-  const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
-  const flow = [
-    { id: 'tab', type: 'tab' }, mqttCfg.node, amqpCfg.node,
-    at({ id: 'rm', type: 'iothub-device-receive', connection: 'cfg', deviceId: 'stall-m', output: 'string', settle: 'auto', wires: [['out']] }),
-    at({ id: 'ra', type: 'iothub-device-receive', connection: 'cfgA', deviceId: 'stall-a', output: 'string', settle: 'auto', wires: [['out']] }),
-    at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: '', deviceIdType: 'str', ack: 'none', ttl: '', trackDelivery: false, mappings: [], wires: [[]] }),
-    at({ id: 'catch', type: 'catch', scope: null, uncaught: false, wires: [['caught']] }),
-    at({ id: 'out', type: 'helper' }), at({ id: 'caught', type: 'helper' }),
-  ];
+  const { flow, credentials } = twoDevicesFlow(hub, {
+    mqttDevice: 'stall-m', amqpDevice: 'stall-a', cfgExtra: { keepAlive: KEEPALIVE_S, mqttPort: mqttProxy.port, amqpPort: amqpProxy.port },
+    send: { ack: 'none', trackDelivery: false, wires: [[]] },
+  });
   try {
-    await helper.load(nodeModules, flow, { cfg: mqttCfg.credentials.cfg, cfgA: amqpCfg.credentials.cfg });
+    await helper.load(nodeModules, flow, credentials);
     const statuses = [];
     for (const id of ['rm', 'ra', 'send']) helper.getNode(id).on('call:status', (call) => statuses.push({ id, at: Date.now(), ...call.args[0] }));
     const received = new Map();
@@ -69,11 +68,7 @@ test(`hub stalled ${STALL_MS / 1000} s under traffic: keep-alive notices, nothin
     const last = (id) => statuses.filter((s) => s.id === id).pop();
     for (const id of ['rm', 'ra']) assert.equal(last(id).fill, 'green', `${id} connected again`);
   } finally {
-    await helper.unload().catch(() => undefined);
-    await helper.stopServer();
-    await mqttProxy.close();
-    await amqpProxy.close();
-    await hub.stop();
+    await stopAll(hub, mqttProxy, amqpProxy);
   }
 });
 
@@ -84,20 +79,9 @@ test('slow links, 150 ms each way on every connection: 600 tracked sends all del
   mqttProxy.slow(150);
   amqpProxy.slow(150);
   await helper.startServer();
-  const viaProxies = { mqttPort: mqttProxy.port, amqpPort: amqpProxy.port };
-  const mqttCfg = configNode(hub, viaProxies);
-  const amqpCfg = configNode(hub, { ...viaProxies, id: 'cfgA', deviceTransport: 'amqp' });
-  const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
-  const flow = [
-    { id: 'tab', type: 'tab' }, mqttCfg.node, amqpCfg.node,
-    at({ id: 'rm', type: 'iothub-device-receive', connection: 'cfg', deviceId: 'slow-m', output: 'string', settle: 'auto', wires: [['out']] }),
-    at({ id: 'ra', type: 'iothub-device-receive', connection: 'cfgA', deviceId: 'slow-a', output: 'string', settle: 'auto', wires: [['out']] }),
-    at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: '', deviceIdType: 'str', ack: 'full', ttl: '', trackDelivery: true, trackTimeout: 60, mappings: [], wires: [['tracked']] }),
-    at({ id: 'catch', type: 'catch', scope: null, uncaught: false, wires: [['caught']] }),
-    at({ id: 'out', type: 'helper' }), at({ id: 'tracked', type: 'helper' }), at({ id: 'caught', type: 'helper' }),
-  ];
+  const { flow, credentials } = twoDevicesFlow(hub, { mqttDevice: 'slow-m', amqpDevice: 'slow-a', cfgExtra: { mqttPort: mqttProxy.port, amqpPort: amqpProxy.port } });
   try {
-    await helper.load(nodeModules, flow, { cfg: mqttCfg.credentials.cfg, cfgA: amqpCfg.credentials.cfg });
+    await helper.load(nodeModules, flow, credentials);
     const statuses = [];
     for (const id of ['rm', 'ra', 'send']) helper.getNode(id).on('call:status', (call) => statuses.push({ id, ...call.args[0] }));
     const received = new Set();
@@ -118,10 +102,6 @@ test('slow links, 150 ms each way on every connection: 600 tracked sends all del
     assert.deepEqual(caught, []);
     assert.deepEqual(statuses.filter((s) => s.fill === 'red'), []);
   } finally {
-    await helper.unload().catch(() => undefined);
-    await helper.stopServer();
-    await mqttProxy.close();
-    await amqpProxy.close();
-    await hub.stop();
+    await stopAll(hub, mqttProxy, amqpProxy);
   }
 });

@@ -55,25 +55,18 @@ for (const transport of ['mqtt', 'amqp']) {
 // The same through the nodes, as the issue asks: 10 s tokens, 60 s of traffic, an MQTT and an AMQP device receive node
 // and a c2d send node tracking every delivery; nothing lost, no red status, no error.
 test('nodes: 10 s tokens over 60 s of traffic to an MQTT and an AMQP device, every delivery tracked', { timeout: 120_000 }, async () => {
-  const { helper, nodeModules, configNode } = require('../support/flows');
+  const { helper, nodeModules, twoDevicesFlow } = require('../support/flows');
   const RUN_NODES_MS = Number(process.env.RENEWAL_RUN_MS || 60_000);
   const { faultProxy } = require('../support/fault-proxy');
   const hub = await startHub({ devices: ['rm', 'ra'] });
   // The MQTT device goes through a proxy only to count its connections: it renews by reconnecting.
   const mqttProxy = await faultProxy(hub.ports.mqtts);
   await helper.startServer();
-  const mqttCfg = configNode(hub, { tokenLifetime: 10, mqttPort: mqttProxy.port });
-  const amqpCfg = configNode(hub, { id: 'cfgA', deviceTransport: 'amqp', tokenLifetime: 10 });
-  const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
-  const flow = [
-    { id: 'tab', type: 'tab' }, mqttCfg.node, amqpCfg.node,
-    at({ id: 'rm', type: 'iothub-device-receive', connection: 'cfg', deviceId: 'rm', output: 'string', settle: 'auto', wires: [['out']] }),
-    at({ id: 'ra', type: 'iothub-device-receive', connection: 'cfgA', deviceId: 'ra', output: 'string', settle: 'auto', wires: [['out']] }),
-    at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: '', deviceIdType: 'str', ack: 'full', ttl: '', trackDelivery: true, trackTimeout: 30, mappings: [], wires: [['tracked']] }),
-    at({ id: 'catch', type: 'catch', scope: null, uncaught: false, wires: [['caught']] }),
-    at({ id: 'out', type: 'helper' }), at({ id: 'tracked', type: 'helper' }), at({ id: 'caught', type: 'helper' }),
-  ];
-  const credentials = { cfg: mqttCfg.credentials.cfg, cfgA: amqpCfg.credentials.cfg };
+  const { flow, credentials } = twoDevicesFlow(hub, {
+    mqttDevice: 'rm', amqpDevice: 'ra', cfgExtra: { tokenLifetime: 10 }, send: { trackTimeout: 30 },
+  });
+  // Only the MQTT device dials through the proxy.
+  flow.find((n) => n.id === 'cfg').mqttPort = mqttProxy.port;
   try {
     await helper.load(nodeModules, flow, credentials);
     const statuses = [];

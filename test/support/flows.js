@@ -65,6 +65,28 @@ function collect(node, count, timeoutMs = 20000) {
   });
 }
 
+/**
+ * An MQTT device receive node `rm` (config `cfg`) and an AMQP one `ra` (config `cfgA`) both wired to helper `out`,
+ * a c2d send node `send` (on `cfg`; its outcomes to helper `tracked`) and a Catch node into helper `caught`.
+ * cfgExtra goes on both config nodes (ports of a proxy, keep-alive, token life); send overrides the send node.
+ */
+function twoDevicesFlow(hub, { mqttDevice, amqpDevice, cfgExtra = {}, amqpCfgExtra = {}, send = {} }) {
+  const mqttCfg = configNode(hub, cfgExtra);
+  const amqpCfg = configNode(hub, { ...cfgExtra, ...amqpCfgExtra, id: 'cfgA', deviceTransport: 'amqp' });
+  const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
+  return {
+    credentials: { cfg: mqttCfg.credentials.cfg, cfgA: amqpCfg.credentials.cfg },
+    flow: [
+      { id: 'tab', type: 'tab' }, mqttCfg.node, amqpCfg.node,
+      at({ id: 'rm', type: 'iothub-device-receive', connection: 'cfg', deviceId: mqttDevice, output: 'string', settle: 'auto', wires: [['out']] }),
+      at({ id: 'ra', type: 'iothub-device-receive', connection: 'cfgA', deviceId: amqpDevice, output: 'string', settle: 'auto', wires: [['out']] }),
+      at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: '', deviceIdType: 'str', ack: 'full', ttl: '', trackDelivery: true, trackTimeout: 60, mappings: [], wires: [['tracked']], ...send }),
+      at({ id: 'catch', type: 'catch', scope: null, uncaught: false, wires: [['caught']] }),
+      at({ id: 'out', type: 'helper' }), at({ id: 'tracked', type: 'helper' }), at({ id: 'caught', type: 'helper' }),
+    ],
+  };
+}
+
 function waitFor(predicate, what, timeoutMs = 10000) {
   const started = Date.now();
   return new Promise((resolve, reject) => {
@@ -79,4 +101,4 @@ function waitFor(predicate, what, timeoutMs = 10000) {
   });
 }
 
-module.exports = { hubDataDir, helper, nodeModules, startHub, configNode, collect, waitFor, root };
+module.exports = { hubDataDir, helper, nodeModules, startHub, configNode, twoDevicesFlow, collect, waitFor, root };
