@@ -5,15 +5,10 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const http = require('node:http');
 const { helper, nodeModules, startHub, configNode, waitFor, hubDataDir } = require('../support/flows');
 const { startNodeRed } = require('../../scripts/node-red-runtime');
+const { resources, settledTo, adminRequest: request } = require('../support/runtime');
 
-function resources() {
-  const counts = {};
-  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1;
-  return counts;
-}
 
 test('50 redeploys leave no socket, timer or listener behind and never duplicate outputs', { timeout: 120_000 }, async () => {
   const hub = await startHub({ devices: ['d1', 'd2'] });
@@ -55,12 +50,7 @@ test('50 redeploys leave no socket, timer or listener behind and never duplicate
       if (i === 9) afterTen = resources();
     }
     await waitFor(() => hub.connectedClients() === 0, 'every device connection closed');
-    // Closing sockets take a moment to go: look for up to 5 s for the process to be back where it started.
-    let now = resources();
-    for (let i = 0; i < 50 && JSON.stringify(now) !== JSON.stringify(baseline); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      now = resources();
-    }
+    const now = await settledTo(baseline);
     console.log(`# handles: baseline ${JSON.stringify(baseline)}, after 10 deploys ${JSON.stringify(afterTen)}, after 50 ${JSON.stringify(now)}`);
     // Sockets are all closed; nothing grows with the number of deploys.
     assert.equal(now.TCPSocketWrap ?? 0, baseline.TCPSocketWrap ?? 0, 'sockets');
@@ -73,20 +63,6 @@ test('50 redeploys leave no socket, timer or listener behind and never duplicate
     await hub.stop();
   }
 });
-
-function request(port, method, urlPath, body) {
-  return new Promise((resolve, reject) => {
-    const data = body ? JSON.stringify(body) : undefined;
-    const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, headers: { 'content-type': 'application/json', 'Node-RED-Deployment-Type': 'full', ...(data ? { 'content-length': Buffer.byteLength(data) } : {}) } }, (res) => {
-      let text = '';
-      res.on('data', (c) => { text += c; });
-      res.on('end', () => resolve({ status: res.statusCode, text }));
-    });
-    req.on('error', reject);
-    if (data) req.write(data);
-    req.end();
-  });
-}
 
 test('the connection string is in no flows.json, exported flow, credentials answer or trace log line', { timeout: 60_000 }, async () => {
   const hub = await startHub({ devices: ['d1'], dataDir: hubDataDir() });

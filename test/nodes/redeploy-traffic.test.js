@@ -6,29 +6,12 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const http = require('node:http');
 const { startHub, configNode, waitFor } = require('../support/flows');
 const { startNodeRed } = require('../../scripts/node-red-runtime');
+const { resources: handles, settledTo, adminRequest } = require('../support/runtime');
 
-function resources() {
-  const counts = {};
-  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1;
-  counts.processListeners = process.eventNames().reduce((n, e) => n + process.listenerCount(e), 0);
-  return counts;
-}
-
-function request(port, method, urlPath, body, deploymentType) {
-  return new Promise((resolve, reject) => {
-    const data = JSON.stringify(body);
-    const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, headers: { 'content-type': 'application/json', 'Node-RED-Deployment-Type': deploymentType, 'content-length': Buffer.byteLength(data) } }, (res) => {
-      let text = '';
-      res.on('data', (c) => { text += c; });
-      res.on('end', () => resolve({ status: res.statusCode, text }));
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
-}
+// Handles, plus every listener on process: a handler registered again on each deploy would show here.
+const resources = () => ({ ...handles(), processListeners: process.eventNames().reduce((n, e) => n + process.listenerCount(e), 0) });
 
 let red;
 let userDir;
@@ -63,7 +46,7 @@ test(`${transport} devices: 100 full and modified-nodes deploys under traffic, n
   ];
   const deploy = async (flow, type, withCredentials) => {
     const body = withCredentials ? flow.map((n) => (n.id === 'cfg' ? { ...n, credentials } : n)) : flow;
-    const r = await request(red.port, 'POST', '/flows', body, type);
+    const r = await adminRequest(red.port, 'POST', '/flows', body, type);
     assert.equal(r.status, 204, r.text);
   };
   const connected = () => hub.isDeviceConnected('t1') && hub.isDeviceConnected('t2');
@@ -117,11 +100,7 @@ test(`${transport} devices: 100 full and modified-nodes deploys under traffic, n
     const after = [...outputs].filter(([k]) => !before.has(k));
     await deploy([], 'full');
     await waitFor(() => hub.connectedClients() === 0, 'every device connection closed');
-    let now = resources();
-    for (let i = 0; i < 50 && JSON.stringify(now) !== JSON.stringify(baseline); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      now = resources();
-    }
+    const now = await settledTo(baseline, resources);
     console.log(`# ${transport} deploys: ${kinds.full} full, ${kinds.nodes} modified nodes; sent ${sent}, delivered ${outputs.size - 20}, duplicated ${duplicated}, lost ${lost.length}; handles baseline ${JSON.stringify(baseline)}, after ${JSON.stringify(now)}`);
     assert.deepEqual(lost.slice(0, 10), [], 'nothing lost');
     assert.ok(duplicated <= sent / 100, `duplicates stay rare redeliveries (${duplicated} of ${sent}), not a handler registered twice`);
