@@ -3,7 +3,7 @@
  * (azure-iot-amqp-base AmqpMessage.fromMessage): UUID-shaped ids as AMQP uuid, one data section body.
  */
 import { message as rheaMessage, Message, string_to_uuid, uuid_to_string } from 'rhea';
-import { AckMode, ACK_MODES, C2DMessage, ReceivedC2DMessage, setProperty } from './message';
+import { AckMode, ACK_MODES, C2DMessage, ReceivedC2DMessage } from './message';
 
 // The SDK's own test: only such ids travel as AMQP uuid (lowercase, version 1-5, RFC variant).
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -90,7 +90,7 @@ export function fromAmqpMessage(msg: Message): ReceivedC2DMessage {
       systemProperties[k] = text;
       if ((ACK_MODES as readonly string[]).includes(text)) out.ack = text as AckMode;
     } else {
-      setProperty(out.properties, k, text);
+      out.properties[k] = text;
     }
   }
   const ann = (msg.message_annotations ?? {}) as Record<string, unknown>;

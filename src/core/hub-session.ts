@@ -162,9 +162,10 @@ export class HubSession {
     return {
       deviceId,
       settle: (lockToken, outcome) => s.client.settle(lockToken, outcome),
+      // While lingering for a redeploy, messages wait for the node, unacknowledged, rather than go to no one.
       release: (removed) => this.releaseShared(s, user, removed, () => {
         if (this.devices.get(deviceId) === s) this.devices.delete(deviceId);
-      }),
+      }, () => s.client.hold()),
     };
   }
 
@@ -234,7 +235,7 @@ export class HubSession {
   }
 
   private async releaseShared<C extends DeviceClient | ServiceClient>(
-    s: Shared<C>, user: unknown, removed: boolean, forget: () => void,
+    s: Shared<C>, user: unknown, removed: boolean, forget: () => void, onLinger?: () => void,
   ): Promise<void> {
     if (!s.users.delete(user) || s.users.size > 0) return;
     const lingerMs = this.o.lingerMs ?? 5000;
@@ -243,8 +244,7 @@ export class HubSession {
       await s.client.close();
       return;
     }
-    // A message arriving before the node is back must wait for it, unacknowledged, not go to no one.
-    if (s.client instanceof DeviceClient) s.client.hold();
+    onLinger?.();
     s.linger = setTimeout(() => {
       s.linger = undefined;
       if (s.users.size === 0) {

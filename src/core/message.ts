@@ -53,12 +53,6 @@ export function checkDeviceId(id: string, field = 'deviceId'): string {
     `device id ${shown} ${why}: IoT Hub allows 1 to 128 ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ '`, { field });
 }
 
-/** Sets an application property; a plain assignment of "__proto__" would change the object's prototype and lose the value. */
-export function setProperty(bag: Record<string, string>, name: string, value: string): void {
-  if (name === '__proto__') Object.defineProperty(bag, name, { value, enumerable: true, writable: true, configurable: true });
-  else bag[name] = value;
-}
-
 /** Size of a message as IoT Hub counts it against the 64 KB limit. */
 export function messageSize(m: C2DMessage): number {
   let n = m.body.length;

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import Mustache from 'mustache';
 import { IotHubError } from './errors';
-import { AckMode, ACK_MODES, C2DMessage, MAX_C2D_MESSAGE_BYTES, MAX_MESSAGE_ID_LENGTH, messageSize, setProperty } from './message';
+import { AckMode, ACK_MODES, C2DMessage, MAX_C2D_MESSAGE_BYTES, MAX_MESSAGE_ID_LENGTH, messageSize } from './message';
 
 /** A row of the node's mapping table as saved in the flow. */
 export interface MappingRow {
@@ -116,7 +116,7 @@ export function buildC2DMessage(input: OutgoingInput): C2DMessage {
       // On MQTT an application property "$.mid" is written exactly as the system one: the device would take it for the message id.
       throw invalid(`mappings[${r.row}]`, `property row ${r.row}: "${name}" starts with ${name.startsWith('$') ? '"$"' : '"iothub-"'}, which IoT Hub keeps for its system properties; rename the property`);
     } else {
-      setProperty(m.properties, name, value);
+      m.properties[name] = value;
     }
   }
   if (m.messageId === undefined) m.messageId = (input.newId ?? randomUUID)();

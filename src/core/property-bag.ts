@@ -4,7 +4,7 @@
  * pairs and system keys start with `$.`, written `%24.`.
  */
 import { IotHubError } from './errors';
-import { AckMode, ACK_MODES, C2DMessage, ReceivedC2DMessage, setProperty } from './message';
+import { AckMode, ACK_MODES, C2DMessage, ReceivedC2DMessage } from './message';
 
 /** Wire names of the system properties, in the order a real hub writes them. */
 const SYSTEM_KEYS: [string, keyof C2DMessage][] = [
@@ -69,7 +69,9 @@ export function decodePropertyBag(bag: string): { message: Omit<C2DMessage, 'bod
     } else if (key.startsWith('$.')) {
       systemProperties[key] = value;
     } else {
-      setProperty(message.properties, key, value);
+      // An own "__proto__" key: a plain assignment would set the object's prototype and lose the value.
+      if (key === '__proto__') Object.defineProperty(message.properties, key, { value, enumerable: true, writable: true, configurable: true });
+      else message.properties[key] = value;
     }
   }
   return { message, systemProperties };
