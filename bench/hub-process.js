@@ -11,7 +11,7 @@ const { start } = require('../nodes/localhub/index.js');
     ports: { mqtts: 0, amqps: 0, amqp: 0, https: 0 },
     queueDepth: 20_000, feedbackBatchMs: 1, autoRegister: true, mqttInflight: Number(process.env.BENCH_INFLIGHT || 100),
   });
-  process.stdout.write(JSON.stringify({ hubConnectionString: hub.hubConnectionString, caCertPath: hub.caCertPath, caPem: hub.caPem, ports: hub.ports }) + '\n');
+  process.stdout.write(JSON.stringify({ hubConnectionString: hub.hubConnectionString, caCertPath: hub.caCertPath, caPem: hub.caPem, ports: hub.ports, pid: process.pid }) + '\n');
   process.on('SIGTERM', () => hub.stop().then(() => process.exit(0)));
   process.stdin.on('end', () => hub.stop().then(() => process.exit(0)));
   process.stdin.resume();

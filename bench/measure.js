@@ -42,6 +42,34 @@ async function prefill(id, n) {
   await s.close();
 }
 
+/**
+ * Who is busy during a timed part: this process's CPU (GC threads included) and the hub process's CPU (from /proc,
+ * 10 ms ticks), per message. On a machine with 2 cores, a rate can be at most 2 / (client + hub CPU per message).
+ */
+function cpuMeter() {
+  const fs = require('node:fs');
+  const hubTicks = () => {
+    try {
+      const f = fs.readFileSync(`/proc/${hub.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return Number(f[11]) + Number(f[12]);
+    } catch {
+      return NaN;
+    }
+  };
+  const c0 = process.cpuUsage();
+  const h0 = hubTicks();
+  const t0 = performance.now();
+  return (n) => {
+    const wallMs = performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    const hubMs = (hubTicks() - h0) * 10;
+    return {
+      client_cpu_share: (c.user + c.system) / 1000 / wallMs, hub_cpu_share: hubMs / wallMs,
+      client_us_per_msg: (c.user + c.system) / n, hub_us_per_msg: (hubMs * 1000) / n,
+    };
+  };
+}
+
 function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 }
@@ -132,10 +160,12 @@ const cases = {
     };
     await round(WARM);
     const t0 = performance.now();
+    const cpu = cpuMeter();
     await round(N);
     const rate = N / ((performance.now() - t0) / 1000);
+    const busy = cpu(N);
     await c.close();
-    return { rate };
+    return { rate, ...busy };
   },
   async 'sdk-e2e'() {
     // The local hub's own throughput: official service SDK -> hub -> official device SDK, ack=full, 100 in flight.
@@ -178,10 +208,12 @@ const cases = {
     const round = (count) => Promise.all(Array.from({ length: count }, (_, i) => s.send(id, { body: Buffer.from('x'), messageId: `r${i}`, properties: {} })));
     await round(WARM);
     const t0 = performance.now();
+    const cpu = cpuMeter();
     await profiled('core-send', () => round(N));
     const rate = N / ((performance.now() - t0) / 1000);
+    const busy = cpu(N);
     await s.close();
-    return { rate, note: 'our core ServiceClient on rhea: the ceiling for the node' };
+    return { rate, ...busy, note: 'our core ServiceClient on rhea: the ceiling for the node' };
   },
   async 'bare-rhea-send'() {
     // rhea alone: one connection, CBS token, a sender, N messages, every disposition awaited. Nothing else.
@@ -214,10 +246,12 @@ const cases = {
     };
     await round(WARM);
     const t0 = performance.now();
+    const cpu = cpuMeter();
     await round(N);
     const rate = N / ((performance.now() - t0) / 1000);
+    const busy = cpu(N);
     c.close();
-    return { rate };
+    return { rate, ...busy };
   },
   async 'node-red-floor'() {
     // The runtime's own cost per msg, measured as node-send is: msgs into a junction that calls done() at once.
@@ -243,20 +277,34 @@ const cases = {
       at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: id, deviceIdType: 'str', ack, ttl: '', trackDelivery: false, mappings: [], wires: [] })], creds);
     // Warm the connection with one message.
     let done = 0;
-    helper.onComplete('send', () => done++);
-    helper.getNode('send').receive({ payload: 'warm' });
-    await until(() => done === 1);
+    // BENCH_NODE_WINDOW=100: a new msg goes in as each one completes (as the SDK case keeps 100 in flight); by default
+    // all at once, as fast as the node takes them.
+    const window = Number(process.env.BENCH_NODE_WINDOW || 0);
+    let injected = 0;
+    let target = 0;
     const send = helper.getNode('send');
-    for (let i = 0; i < WARM; i++) send.receive({ payload: 'x' });
-    await until(() => done === WARM + 1);
-    const t0 = performance.now();
-    await profiled(`node-send-${ack}`, async () => {
-      for (let i = 0; i < N; i++) send.receive({ payload: 'x' });
-      await until(() => done === WARM + N + 1);
+    const inject = () => {
+      injected++;
+      send.receive({ payload: 'x' });
+    };
+    helper.onComplete('send', () => {
+      done++;
+      if (window && injected < target) inject();
     });
+    const round = async (count) => {
+      target += count;
+      while (injected < target && (!window || injected - done < window)) inject();
+      await until(() => done === target);
+    };
+    await round(1);
+    await round(WARM);
+    const t0 = performance.now();
+    const cpu = cpuMeter();
+    await profiled(`node-send-${ack}`, () => round(N));
     const rate = N / ((performance.now() - t0) / 1000);
+    const busy = cpu(N);
     await helper.stop();
-    return { rate };
+    return { rate, ...busy };
   },
   async 'sdk-receive'() {
     const id = 'sdk-recv';
@@ -267,12 +315,14 @@ const cases = {
     d.setOptions({ ca: hub.caPem });
     let got = 0;
     let t0;
-    d.on('message', (m) => { if (got++ === 0) t0 = performance.now(); d.complete(m, () => undefined); });
+    let cpu;
+    d.on('message', (m) => { if (got++ === 0) { t0 = performance.now(); cpu = cpuMeter(); } d.complete(m, () => undefined); });
     await d.open();
     await until(() => got === RECV_N);
     const rate = (RECV_N - 1) / ((performance.now() - t0) / 1000);
+    const busy = cpu(RECV_N - 1);
     await d.close();
-    return { rate };
+    return { rate, ...busy };
   },
   async 'mqtt-receive'() {
     const id = 'mqtt-recv';
@@ -282,12 +332,14 @@ const cases = {
     const c = mqtt.connect(`mqtts://127.0.0.1:${hub.ports.mqtts}`, { clientId: id, username: `localhost/${id}/?api-version=2021-04-12`, password: token, clean: false, protocolVersion: 4, ca: hub.caPem, servername: 'localhost', reconnectPeriod: 0 });
     let got = 0;
     let t0;
-    c.on('message', () => { if (got++ === 0) t0 = performance.now(); });
+    let cpu;
+    c.on('message', () => { if (got++ === 0) { t0 = performance.now(); cpu = cpuMeter(); } });
     c.on('connect', () => c.subscribe(`devices/${id}/messages/devicebound/#`, { qos: 1 }));
     await until(() => got === RECV_N);
     const rate = (RECV_N - 1) / ((performance.now() - t0) / 1000);
+    const busy = cpu(RECV_N - 1);
     await new Promise((r) => c.end(false, {}, r));
-    return { rate };
+    return { rate, ...busy };
   },
   async 'core-receive'() {
     // Our core DeviceClient alone: the ceiling for the device receive node.
@@ -295,11 +347,13 @@ const cases = {
     await prefill(id, RECV_N);
     let got = 0;
     let t0;
-    const d = await ourDevice(id, () => { if (got++ === 0) t0 = performance.now(); });
+    let cpu;
+    const d = await ourDevice(id, () => { if (got++ === 0) { t0 = performance.now(); cpu = cpuMeter(); } });
     await profiled('core-receive', () => until(() => got === RECV_N));
     const rate = (RECV_N - 1) / ((performance.now() - t0) / 1000);
+    const busy = cpu(RECV_N - 1);
     await d.close();
-    return { rate };
+    return { rate, ...busy };
   },
   async 'node-receive'() {
     const id = 'node-recv';
@@ -307,14 +361,16 @@ const cases = {
     const { node, creds } = cfgNode();
     let got = 0;
     let t0;
+    let cpu;
     const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node,
       at({ id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId: id, output: 'auto', settle: 'auto', wires: [['sink']] }),
       at({ id: 'sink', type: 'junction', wires: [] })], creds);
-    helper.onInput('sink', () => { if (got++ === 0) t0 = performance.now(); });
+    helper.onInput('sink', () => { if (got++ === 0) { t0 = performance.now(); cpu = cpuMeter(); } });
     await profiled('node-receive', () => until(() => got === RECV_N));
     const rate = (RECV_N - 1) / ((performance.now() - t0) / 1000);
+    const busy = cpu(RECV_N - 1);
     await helper.stop();
-    return { rate };
+    return { rate, ...busy };
   },
   async 'node-latency'() {
     const id = 'node-lat';
