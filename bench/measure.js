@@ -7,6 +7,9 @@ const N = Number(process.env.BENCH_N || 2000);
 const RECV_N = Number(process.env.BENCH_RECV_N || 5000);
 // Send cases first send this many untimed, so each client is measured warm (JIT, buffers, link credit), not starting.
 const WARM = Number(process.env.BENCH_WARM || 1000);
+// The send cases run longer (a 2,000-msg run lasts ~0.1 s, mostly ramp-up): this many timed after SEND_WARM untimed.
+const SEND_N = Number(process.env.BENCH_SEND_N || 10000);
+const SEND_WARM = Number(process.env.BENCH_SEND_WARM || 5000);
 const hubKey = /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1];
 const { createSasToken } = require('../nodes/core/sas.js');
 const { ServiceClient } = require('../nodes/core/service-client.js');
@@ -68,6 +71,20 @@ function cpuMeter() {
       client_us_per_msg: (c.user + c.system) / n, hub_us_per_msg: (hubMs * 1000) / n,
     };
   };
+}
+
+/** Empties a device's queue through the hub's REST API (as a real hub's purge), so every run meets the same hub. */
+function purge(id) {
+  const https = require('node:https');
+  const token = createSasToken({ resourceUri: 'localhost', key: hubKey, keyName: 'iothubowner', expiresAt: Date.now() / 1000 + 3600 });
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port: hub.ports.https, servername: 'localhost', ca: hub.caPem, method: 'DELETE',
+      path: `/devices/${encodeURIComponent(id)}/commands?api-version=2021-04-12`, headers: { authorization: token } }, (res) => {
+      res.resume().on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`purge ${id}: HTTP ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 function percentile(sorted, p) {
@@ -158,12 +175,14 @@ const cases = {
         }
       }));
     };
-    await round(WARM);
+    await round(SEND_WARM);
+    await purge(id);
     const t0 = performance.now();
     const cpu = cpuMeter();
-    await round(N);
-    const rate = N / ((performance.now() - t0) / 1000);
-    const busy = cpu(N);
+    await round(SEND_N);
+    const rate = SEND_N / ((performance.now() - t0) / 1000);
+    const busy = cpu(SEND_N);
+    await purge(id);
     await c.close();
     return { rate, ...busy };
   },
@@ -206,12 +225,14 @@ const cases = {
     const id = 'rhea-send';
     await (await ourDevice(id, () => undefined)).close();
     const round = (count) => Promise.all(Array.from({ length: count }, (_, i) => s.send(id, { body: Buffer.from('x'), messageId: `r${i}`, properties: {} })));
-    await round(WARM);
+    await round(SEND_WARM);
+    await purge(id);
     const t0 = performance.now();
     const cpu = cpuMeter();
-    await profiled('core-send', () => round(N));
-    const rate = N / ((performance.now() - t0) / 1000);
-    const busy = cpu(N);
+    await profiled('core-send', () => round(SEND_N));
+    const rate = SEND_N / ((performance.now() - t0) / 1000);
+    const busy = cpu(SEND_N);
+    await purge(id);
     await s.close();
     return { rate, ...busy, note: 'our core ServiceClient on rhea: the ceiling for the node' };
   },
@@ -244,12 +265,14 @@ const cases = {
       pump();
       await until(() => settled === target);
     };
-    await round(WARM);
+    await round(SEND_WARM);
+    await purge(id);
     const t0 = performance.now();
     const cpu = cpuMeter();
-    await round(N);
-    const rate = N / ((performance.now() - t0) / 1000);
-    const busy = cpu(N);
+    await profiled('bare-rhea-send', () => round(SEND_N));
+    const rate = SEND_N / ((performance.now() - t0) / 1000);
+    const busy = cpu(SEND_N);
+    await purge(id);
     c.close();
     return { rate, ...busy };
   },
@@ -297,12 +320,14 @@ const cases = {
       await until(() => done === target);
     };
     await round(1);
-    await round(WARM);
+    await round(SEND_WARM);
+    await purge(id);
     const t0 = performance.now();
     const cpu = cpuMeter();
-    await profiled(`node-send-${ack}`, () => round(N));
-    const rate = N / ((performance.now() - t0) / 1000);
-    const busy = cpu(N);
+    await profiled(`node-send-${ack}`, () => round(SEND_N));
+    const rate = SEND_N / ((performance.now() - t0) / 1000);
+    const busy = cpu(SEND_N);
+    await purge(id);
     await helper.stop();
     return { rate, ...busy };
   },

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { Connection, Delivery, EventContext, Message, Receiver, Sender } from 'rhea';
 import { amqpConnectionError, Cbs, openAmqpConnection, whenOpen } from './amqp-connection';
-import { toAmqpMessage } from './amqp-codec';
+import { encodeC2DMessage } from './amqp-codec';
 import { ConnectionState, Endpoint, resolveEndpoint, StatusEvent } from './device-client';
 import { fromAmqpError, IotHubError } from './errors';
 import { bodyText, parseFeedbackBody } from './feedback';
@@ -44,7 +44,9 @@ export class ServiceClient extends EventEmitter {
   private sender: Sender | undefined;
   private feedbackReceiver: Receiver | undefined;
   private cbs: Cbs | undefined;
-  private waiting: PendingSend[] = [];
+  /** FIFO of sends waiting for credit or a connection: read from `head`, so taking one is O(1) (shift() copies the array). */
+  private waiting: (PendingSend | undefined)[] = [];
+  private head = 0;
   private readonly inflight = new Map<Delivery, PendingSend>();
   private readonly feedbackListeners = new Set<FeedbackListener>();
   private readonly policy: RetryPolicy;
@@ -66,7 +68,19 @@ export class ServiceClient extends EventEmitter {
 
   /** Messages waiting for a connection plus those awaiting the hub's answer. */
   get backlog(): number {
-    return this.waiting.length + this.inflight.size;
+    return this.waitingCount + this.inflight.size;
+  }
+
+  private get waitingCount(): number {
+    return this.waiting.length - this.head;
+  }
+
+  /** The waiting sends in order, and the queue emptied. */
+  private takeWaiting(): PendingSend[] {
+    const w = this.waiting.slice(this.head) as PendingSend[];
+    this.waiting = [];
+    this.head = 0;
+    return w;
   }
 
   private setState(ev: StatusEvent): void {
@@ -229,7 +243,7 @@ export class ServiceClient extends EventEmitter {
       }
     }
     this.inflight.clear();
-    this.waiting.unshift(...again);
+    this.waiting = [...again, ...this.takeWaiting()];
     if (this.closing) return;
     this.attempt++;
     const unauthorized = err.code === 'UNAUTHORIZED';
@@ -240,38 +254,46 @@ export class ServiceClient extends EventEmitter {
   }
 
   private failWaiting(err: IotHubError): void {
-    const w = this.waiting;
-    this.waiting = [];
-    for (const p of w) p.reject(err);
+    for (const p of this.takeWaiting()) p.reject(err);
   }
 
   private drain(): void {
     const s = this.sender;
     if (!s || this._state !== 'connected') return;
-    while (this.waiting.length > 0 && s.sendable()) {
-      const p = this.waiting.shift() as PendingSend;
-      const delivery = s.send(toAmqpMessage(p.deviceId, p.message));
+    while (this.head < this.waiting.length && s.sendable()) {
+      const p = this.waiting[this.head] as PendingSend;
+      this.waiting[this.head++] = undefined;
+      // Format 0: the bytes are a standard AMQP message, encoded already.
+      const delivery = s.send(encodeC2DMessage(p.deviceId, p.message), undefined, 0);
       p.attempts++;
       p.deadline = Date.now() + (this.o.sendTimeoutMs ?? 60_000);
       this.inflight.set(delivery, p);
+    }
+    if (this.head === this.waiting.length) {
+      this.waiting = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+      this.waiting = this.waiting.slice(this.head);
+      this.head = 0;
     }
   }
 
   private sweep(): void {
     const now = Date.now();
-    if (this.waiting.length > 0 && this.waiting[0].deadline <= now) {
+    const first = this.waiting[this.head];
+    if (first && first.deadline <= now) {
       const keep: PendingSend[] = [];
-      for (const p of this.waiting) {
+      for (const p of this.takeWaiting()) {
         if (p.deadline <= now) p.reject(new IotHubError('NOT_CONNECTED', `not connected to the hub for ${Math.round((this.o.pendingTimeoutMs ?? 30_000) / 1000)} s; the message was not sent`));
         else keep.push(p);
       }
       this.waiting = keep;
     }
+    // In send order, so deadlines only grow: stop at the first one still running (thousands may be in flight).
     for (const [d, p] of this.inflight) {
-      if (p.deadline <= now) {
-        this.inflight.delete(d);
-        p.reject(new IotHubError('TIMEOUT', 'the hub did not confirm the message in time; it may or may not have been enqueued'));
-      }
+      if (p.deadline > now) break;
+      this.inflight.delete(d);
+      p.reject(new IotHubError('TIMEOUT', 'the hub did not confirm the message in time; it may or may not have been enqueued'));
     }
   }
 
@@ -285,8 +307,8 @@ export class ServiceClient extends EventEmitter {
     if (this._state === 'unauthorized') {
       return Promise.reject(new IotHubError('UNAUTHORIZED', 'the hub refused the credentials: check the key and that the policy has ServiceConnect'));
     }
-    if (this.waiting.length >= (this.o.pendingLimit ?? 10_000)) {
-      return Promise.reject(new IotHubError('NOT_CONNECTED', `${this.waiting.length} messages are already waiting for the hub; this one was not sent`));
+    if (this.waitingCount >= (this.o.pendingLimit ?? 10_000)) {
+      return Promise.reject(new IotHubError('NOT_CONNECTED', `${this.waitingCount} messages are already waiting for the hub; this one was not sent`));
     }
     return new Promise((resolve, reject) => {
       this.waiting.push({ deviceId, message, resolve, reject, deadline: Date.now() + (this.o.pendingTimeoutMs ?? 30_000), attempts: 0 });
