@@ -8,7 +8,9 @@ const path = require('node:path');
 const cases = process.argv.slice(2);
 
 function startHub() {
-  const child = spawn(process.execPath, [path.join(__dirname, 'hub-process.js')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // BENCH_HUB_PROFILE=dir: a CPU profile of the hub process over the whole run (written when it stops).
+  const flags = process.env.BENCH_HUB_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_HUB_PROFILE}`] : [];
+  const child = spawn(process.execPath, [...flags, path.join(__dirname, 'hub-process.js')], { stdio: ['pipe', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (c) => {

@@ -10,7 +10,7 @@ import { createAmqpEndpoint } from './amqp-endpoint';
 import { deviceSessions, HubContext, LogFn } from './context';
 import { createHttpsEndpoint } from './https-endpoint';
 import { createMqttEndpoint } from './mqtt-endpoint';
-import { C2DQueues, FeedbackQueue, StoredQueues } from './queues';
+import { C2DQueues, FeedbackQueue, StoredFeedback, StoredQueues } from './queues';
 import { Registry, RegistryData } from './registry';
 import { JsonStore } from './store';
 import { ensureTlsMaterial } from './tls';
@@ -57,7 +57,7 @@ export interface LocalHub {
 interface State {
   registry: RegistryData;
   queues: StoredQueues;
-  feedback: ReturnType<FeedbackQueue['toJSON']>;
+  feedback: StoredFeedback;
 }
 
 export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
@@ -79,7 +79,7 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
   feedback.load(saved?.feedback);
   for (const id of options.devices ?? []) if (!registry.devices.has(id)) registry.create(id);
 
-  store = new JsonStore<State>(dataDir, () => `{"registry":${JSON.stringify(registry.toJSON())},"queues":${queues.toJSONText()},"feedback":${JSON.stringify(feedback.toJSON())}}`);
+  store = new JsonStore<State>(dataDir, () => `{"registry":${JSON.stringify(registry.toJSON())},"queues":${queues.toJSONText()},"feedback":${feedback.toJSONText()}}`);
   const persist = () => store?.schedule();
   registry.onChange = persist;
   queues.onChange = persist;

@@ -42,11 +42,13 @@ interface DeviceQueue {
   nextSeq: number;
 }
 
+/** On disk, an entry has no lock: a hub that starts again delivers it afresh, with a new lock token. */
 export interface StoredQueues {
-  queues: Record<string, { nextSeq: number; entries: (Omit<QueuedMessage, 'message'> & { message: Omit<C2DMessage, 'body'> & { body: string } })[] }>;
+  queues: Record<string, { nextSeq: number; entries: (Omit<QueuedMessage, 'message' | 'lockToken' | 'lockedUntil' | 'lockedBy'> & { message: Omit<C2DMessage, 'body'> & { body: string } })[] }>;
 }
 
-const messageJson = new WeakMap<C2DMessage, string>();
+/** Each entry's JSON but its delivery count (the one field that changes), made once: see toJSONText. */
+const entryJson = new WeakMap<QueuedMessage, string>();
 
 export class C2DQueues {
   private readonly queues = new Map<string, DeviceQueue>();
@@ -86,7 +88,8 @@ export class C2DQueues {
         { amqpCondition: AMQP_CONDITIONS.resourceLimitExceeded });
     }
     const entry: QueuedMessage = {
-      seq: q.nextSeq++, lockToken: randomUUID(), message, enqueuedTime: now, deliveryCount: 0,
+      // The lock token is made when the entry is delivered (pump).
+      seq: q.nextSeq++, lockToken: '', message, enqueuedTime: now, deliveryCount: 0,
       expiry: message.expiryTimeUtc ?? now + this.o.defaultTtlMs,
     };
     q.entries.set(entry.seq, entry);
@@ -227,26 +230,24 @@ export class C2DQueues {
     this.onChange();
   }
 
-  toJSON(): StoredQueues {
-    return JSON.parse(this.toJSONText()) as StoredQueues;
-  }
-
   /**
-   * The queues as JSON text. Each message's JSON (body in base64) is made once and cached: a snapshot of
+   * The queues as JSON text. Each entry's JSON (body in base64) is made once and cached: a snapshot of
    * thousands of queued messages is then string joining, not re-encoding, so saving never stalls the hub.
    */
   toJSONText(): string {
     const parts: string[] = [];
     for (const [id, q] of this.queues) {
       if (q.entries.size === 0) continue;
-      const entries = [...q.entries.values()].map((e) => {
-        let msg = messageJson.get(e.message);
-        if (msg === undefined) {
-          msg = JSON.stringify({ ...e.message, body: e.message.body.toString('base64') });
-          messageJson.set(e.message, msg);
+      const entries: string[] = [];
+      for (const e of q.entries.values()) {
+        let json = entryJson.get(e);
+        if (json === undefined) {
+          const message = JSON.stringify({ ...e.message, body: e.message.body.toString('base64') });
+          json = `{"seq":${e.seq},"enqueuedTime":${e.enqueuedTime},"expiry":${e.expiry},"message":${message},"deliveryCount":`;
+          entryJson.set(e, json);
         }
-        return `{"seq":${e.seq},"lockToken":${JSON.stringify(e.lockToken)},"enqueuedTime":${e.enqueuedTime},"deliveryCount":${e.deliveryCount},"expiry":${e.expiry},"message":${msg}}`;
-      });
+        entries.push(`${json}${e.deliveryCount}}`);
+      }
       parts.push(`${JSON.stringify(id)}:{"nextSeq":${q.nextSeq},"entries":[${entries.join(',')}]}`);
     }
     return `{"queues":{${parts.join(',')}}}`;
@@ -254,11 +255,18 @@ export class C2DQueues {
 
   load(data: StoredQueues | undefined): void {
     for (const [id, q] of Object.entries(data?.queues ?? {})) {
-      const entries = q.entries.map((e): QueuedMessage => ({ ...e, lockedUntil: undefined, message: { ...e.message, body: Buffer.from(e.message.body, 'base64') } }));
+      const entries = q.entries.map((e): QueuedMessage => ({ ...e, lockToken: '', message: { ...e.message, body: Buffer.from(e.message.body, 'base64') } }));
       this.queues.set(id, { nextSeq: q.nextSeq, entries: new Map(entries.map((e) => [e.seq, e])), locked: new Map() });
     }
   }
 }
+
+export interface StoredFeedback {
+  batches: Omit<FeedbackBatch, 'lockedBy'>[];
+  pending: FeedbackRecord[];
+}
+
+const batchJson = new WeakMap<FeedbackBatch, string>();
 
 /** A back end's feedback receiving link; returns false when it has no credit. */
 export interface FeedbackSink {
@@ -349,11 +357,20 @@ export class FeedbackQueue {
     return this.batches.length + (this.pending.length ? 1 : 0);
   }
 
-  toJSON(): { batches: Omit<FeedbackBatch, 'lockedBy'>[]; pending: FeedbackRecord[] } {
-    return { batches: this.batches.map(({ id, records, enqueuedTime }) => ({ id, records, enqueuedTime })), pending: this.pending };
+  /** As JSON text (StoredFeedback); a batch never changes once made, so its JSON is made once (thousands may wait for a reader). */
+  toJSONText(): string {
+    const batches = this.batches.map((b) => {
+      let json = batchJson.get(b);
+      if (json === undefined) {
+        json = JSON.stringify({ id: b.id, records: b.records, enqueuedTime: b.enqueuedTime });
+        batchJson.set(b, json);
+      }
+      return json;
+    });
+    return `{"batches":[${batches.join(',')}],"pending":${JSON.stringify(this.pending)}}`;
   }
 
-  load(data: { batches?: Omit<FeedbackBatch, 'lockedBy'>[]; pending?: FeedbackRecord[] } | undefined): void {
+  load(data: Partial<StoredFeedback> | undefined): void {
     for (const b of data?.batches ?? []) this.batches.push({ ...b });
     for (const r of data?.pending ?? []) this.add(r);
   }
