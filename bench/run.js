@@ -31,6 +31,8 @@ function measure(hub, name, arg) {
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }
 
+// Rates vary by ±15% run to run on a 2-core machine: 5 runs of each, and the median.
+const RUNS = Number(process.env.BENCH_RUNS || 5);
 const median = (rs) => rs.map((r) => r.rate).sort((a, b) => a - b)[Math.floor(rs.length / 2)];
 const medianOf = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 /** CPU time per message, µs: the client process (GC threads included) and the hub process, medians over the runs. */
@@ -51,9 +53,9 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
   const fmt = (n) => (n >= 100 ? Math.round(n).toString() : n.toFixed(2));
   try {
     if (want('send')) {
-      // Each figure is the median of 3 runs taken in turns (a run is a fraction of a second).
+      // Each figure is the median of RUNS runs taken in turns, so a slow moment of the machine falls on every client alike.
       const runs = { sdk1: [], sdk100: [], bare: [], core: [], none: [], full: [] };
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < RUNS; i++) {
         runs.sdk1.push(measure(info, 'sdk-send', 1));
         runs.sdk100.push(measure(info, 'sdk-send', 100));
         runs.bare.push(measure(info, 'bare-rhea-send'));
@@ -84,10 +86,10 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
       rows.push(['hub: service SDK -> hub -> device SDK, ack full (msg/s)', fmt(e2e.rate), `${fmt(e2e.with_feedback_rate)} incl. all feedback`, '']);
     }
     if (want('receive')) {
-      // A drain of 5,000 takes a fraction of a second and varies by ±20% run to run: each figure is the median of 3,
+      // A drain of 5,000 takes a fraction of a second and varies by ±20% run to run: each figure is the median of RUNS,
       // taken in turns so that a slow moment of the machine does not fall on one client only.
       const runs = { node: [], sdk: [], bare: [], core: [] };
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < RUNS; i++) {
         runs.node.push(measure(info, 'node-receive'));
         runs.sdk.push(measure(info, 'sdk-receive'));
         runs.bare.push(measure(info, 'mqtt-receive'));
