@@ -19,6 +19,8 @@ interface ConnState {
   service?: { se: number };
   cbsSender?: Sender;
   settle: DispositionQueue;
+  /** Open links and whose token keeps them open: a device id, or '' for the back end's. */
+  guarded: Map<Sender | Receiver, string>;
 }
 
 class SaslMechanism {
@@ -90,7 +92,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   function state(conn: Connection): ConnState {
     let s = states.get(conn);
     if (!s) {
-      s = { links: new Set(), devices: new Map(), settle: new DispositionQueue() };
+      s = { links: new Set(), devices: new Map(), settle: new DispositionQueue(), guarded: new Map() };
       states.set(conn, s);
       // Identity from SASL PLAIN, if that is how the client came in.
       const sasl = (conn as unknown as { sasl_transport?: { username?: string; selected?: { username?: string } } }).sasl_transport;
@@ -167,6 +169,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     if (addr === '$cbs') return;
     if (addr === '/messages/devicebound') {
       if (!serviceAllowed(s)) unauthorizedLink(r, 'this connection has no valid token with ServiceConnect');
+      else s.guarded.set(r, '');
       return;
     }
     r.close({ condition: AMQP_CONDITIONS.notFound, description: `no such node: ${r.target?.address ?? ''}` });
@@ -200,6 +203,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       });
       (snd as unknown as { detach: () => void }).detach = detach;
       s.links.add(snd as unknown as { detach?: () => void });
+      s.guarded.set(snd, '');
       return;
     }
     const deviceId = deviceIdOfLink(snd.source?.address);
@@ -223,6 +227,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
         },
       });
       s.links.add(snd as unknown as { detach?: () => void });
+      s.guarded.set(snd, deviceId);
       (snd as unknown as { detach: () => void }).detach = () => {
         detachQueue();
         release();
@@ -241,8 +246,11 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   });
 
   const detachLink = (ctx: EventContext) => {
-    const l = (ctx.sender ?? ctx.receiver) as unknown as { detach?: () => void } | undefined;
-    if (l?.detach) {
+    const link = (ctx.sender ?? ctx.receiver) as Sender | Receiver | undefined;
+    if (!link) return;
+    states.get(ctx.connection)?.guarded.delete(link);
+    const l = link as unknown as { detach?: () => void };
+    if (l.detach) {
       l.detach();
       l.detach = undefined;
     }
@@ -260,6 +268,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       }
     }
     st.links.clear();
+    st.guarded.clear();
   };
   container.on('disconnected', dropLinks);
   container.on('connection_close', dropLinks);
@@ -322,6 +331,28 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     }
   });
 
+  // IoT Hub detaches what a token opened once it expires unless a put-token renewed it (401003 IoTHubUnauthorized).
+  // Checked each second: renewal bugs show here, not an hour into a user's deployment.
+  const expirySweep = setInterval(() => {
+    for (const conn of connections) {
+      const st = states.get(conn);
+      if (!st) continue;
+      for (const [link, deviceId] of st.guarded) {
+        if (deviceId === '' ? serviceAllowed(st) : deviceAllowed(st, deviceId)) continue;
+        st.guarded.delete(link);
+        const who = deviceId === '' ? 'the back-end token' : `the token for device ${deviceId}`;
+        hub.log('info', `AMQP: ${who} expired without renewal; detaching ${link.is_sender() ? link.source?.address : link.target?.address}`);
+        const l = link as unknown as { detach?: () => void };
+        if (l.detach) {
+          l.detach();
+          l.detach = undefined;
+        }
+        unauthorizedLink(link, `${who} has expired (401003 IoTHubUnauthorized): put a new token on $cbs before the old one expires`);
+      }
+    }
+  }, 1000);
+  expirySweep.unref();
+
   const sockets = new Set<net.Socket>();
   function listen(options: object, port: number, host: string): Promise<number> {
     return new Promise((resolve, reject) => {
@@ -352,6 +383,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       container.websocket_accept(ws as never, serverOptions as never);
     },
     async close() {
+      clearInterval(expirySweep);
       for (const c of connections) {
         try {
           c.close();

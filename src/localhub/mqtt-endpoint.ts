@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { Duplex } from 'node:stream';
 import { c2dSubscription, c2dTopic } from '../core/property-bag';
+import { parseSasToken } from '../core/sas';
 import { HubContext } from './context';
 import { QueuedMessage } from './queues';
 
@@ -23,6 +24,8 @@ interface Session {
   inflight: Map<number, string>;
   detach?: () => void;
   release: () => void;
+  /** When the CONNECT token expires, in seconds; Infinity for X.509. */
+  expiresAt: number;
   waitingDrain: boolean;
   corked: boolean;
 }
@@ -65,6 +68,7 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
   const window = opts.inflight ?? 100;
   const { Aedes } = await import('aedes');
   const sessions = new Map<AedesClient, Session>();
+  const tokenExpiry = new WeakMap<AedesClient, number>();
 
   const broker = await Aedes.createBroker({
     authenticate: (client: unknown, username: string | undefined, password: Buffer | undefined, done: (e: Error | null, ok: boolean | null) => void) => {
@@ -74,7 +78,9 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
         const userDevice = m ? decodeURIComponent(m[1]) : undefined;
         if (!userDevice || userDevice !== c.id) throw connackError('the user name must be {hub}/{deviceId}/?api-version=... with the client id as device id', 5);
         if (password && password.length > 0) {
-          hub.registry.authenticateDevice(password.toString('utf8'), c.id);
+          const token = password.toString('utf8');
+          hub.registry.authenticateDevice(token, c.id);
+          tokenExpiry.set(c, parseSasToken(token).se);
         } else {
           const fp = c.conn.getPeerCertificate?.()?.fingerprint;
           if (!fp) throw connackError('no password and no client certificate', 5);
@@ -155,14 +161,23 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
     if (old) end(old.client);
     const s: Session = {
       deviceId: c.id, client: c, nextId: 0, inflight: new Map(), waitingDrain: false, corked: false,
-      release: hub.claimDevice(c.id, () => c.close()),
+      release: hub.claimDevice(c.id, () => c.close()), expiresAt: tokenExpiry.get(c) ?? Infinity,
     };
     sessions.set(c, s);
   });
+  const attachQueue = (s: Session) => {
+    if (!s.detach) s.detach = hub.queues.attach(s.deviceId, { deliver: deliverTo(s), describe: () => `mqtt inflight=${s.inflight.size} drain=${s.waitingDrain}` });
+  };
   broker.on('subscribe', (subs: { topic: string }[], client: unknown) => {
     const s = sessions.get(client as AedesClient);
-    if (!s || !subs.some((x) => x.topic === c2dSubscription(s.deviceId))) return;
-    if (!s.detach) s.detach = hub.queues.attach(s.deviceId, { deliver: deliverTo(s), describe: () => `mqtt inflight=${s.inflight.size} drain=${s.waitingDrain}` });
+    if (s && subs.some((x) => x.topic === c2dSubscription(s.deviceId))) attachQueue(s);
+  });
+  // A persistent session (clean session 0) keeps its subscription: the device SDKs renew a token by reconnecting and do
+  // not subscribe again, and IoT Hub goes on delivering. aedes restores the subscription without a 'subscribe' event.
+  broker.on('clientReady', (client: unknown) => {
+    const c = client as AedesClient & { subscriptions?: Record<string, unknown> };
+    const s = sessions.get(c);
+    if (s && c.subscriptions?.[c2dSubscription(s.deviceId)]) attachQueue(s);
   });
   const end = (client: unknown) => {
     const s = sessions.get(client as AedesClient);
@@ -173,6 +188,19 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
   };
   broker.on('clientDisconnect', end);
   broker.on('clientError', end);
+
+  // IoT Hub closes an MQTT connection when its CONNECT token expires (401003 IoTHubUnauthorized): the device renews by
+  // reconnecting with a new one. Checked each second.
+  const expirySweep = setInterval(() => {
+    const now = Date.now() / 1000;
+    for (const s of sessions.values()) {
+      if (s.expiresAt > now) continue;
+      s.expiresAt = Infinity;
+      hub.log('info', `MQTT: the token of device ${s.deviceId} expired; disconnecting it`);
+      s.client.close();
+    }
+  }, 1000);
+  expirySweep.unref();
 
   const servers: net.Server[] = [];
   const sockets = new Set<net.Socket>();
@@ -198,6 +226,7 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
       broker.handle(stream as never);
     },
     async close() {
+      clearInterval(expirySweep);
       for (const s of sockets) s.destroy();
       await Promise.all(servers.map((s) => new Promise((r) => s.close(() => r(undefined)))));
       await new Promise<void>((r) => broker.close(() => r()));
