@@ -175,8 +175,13 @@ export class ServiceClient extends EventEmitter {
     const r = connection.open_receiver({ source: { address: '/messages/serviceBound/feedback' }, autoaccept: false, credit_window: 10 });
     this.feedbackReceiver = r;
     r.on('message', (ctx: EventContext) => void this.onFeedback(ctx));
-    r.on('receiver_close', () => {
-      if (this.feedbackReceiver === r) this.feedbackReceiver = undefined;
+    r.on('receiver_close', (ctx: EventContext) => {
+      if (this.feedbackReceiver !== r) return;
+      this.feedbackReceiver = undefined;
+      // The hub detached it (an expired token, a forced detach): without a new link no feedback would come again.
+      if (!this.closing && this.connection === connection) {
+        this.dropConnection(fromAmqpError((ctx.receiver?.error as never) ?? { condition: 'amqp:link:detach-forced', description: 'the hub closed the feedback link' }));
+      }
     });
   }
 

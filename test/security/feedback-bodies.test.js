@@ -1,6 +1,7 @@
 'use strict';
-// Feedback the hub cannot have meant: bodies that are not JSON, not an array, not records. The local hub only writes
-// good feedback, so a small rhea server plays the hub's feedback endpoint here (CBS and the feedback link, nothing more).
+// Feedback the hub cannot have meant: bodies that are not JSON, not an array, not records; and a feedback link the hub
+// detaches. The local hub only writes good feedback and detaches a link only when its token expires, so a small rhea
+// server plays the hub's feedback endpoint here (CBS and the feedback link, nothing more).
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -13,17 +14,24 @@ const { ensureTlsMaterial } = require('../../nodes/localhub/tls.js');
 const GOOD = JSON.stringify([{ originalMessageId: 'm1', deviceId: 'd1', statusCode: 'Success', description: 'Success', enqueuedTimeUtc: new Date().toISOString() }]);
 const BAD = ['not json', '{"statusCode":"Success"}', '"a string"', '[1]', '[null]', '[{"statusCode":"Weird"}]', '', '\u0000\u00ff'];
 
-async function fakeFeedbackHub(material) {
+/** bodies: what each feedback link gets; detachFirst: the first feedback link is detached (amqp:link:detach-forced) at once. */
+async function fakeFeedbackHub(material, { bodies = [...BAD, GOOD], detachFirst = false } = {}) {
   const container = rhea.create_container({ id: 'fake-hub' });
   container.sasl_server_mechanisms.enable_anonymous();
   container.sasl_server_mechanisms.MSSBCBS = () => ({ start: () => undefined, outcome: true, step: () => undefined });
   const outcomes = [];
+  const feedbackLinks = [];
   let cbsReply;
   container.on('sender_open', (ctx) => {
     const address = ctx.sender.source?.address;
     if (address === '$cbs') cbsReply = ctx.sender;
     if (address?.toLowerCase() === '/messages/servicebound/feedback') {
-      for (const body of [...BAD, GOOD]) {
+      feedbackLinks.push(ctx.sender);
+      if (detachFirst && feedbackLinks.length === 1) {
+        ctx.sender.close({ condition: 'amqp:link:detach-forced', description: 'the link was moved' });
+        return;
+      }
+      for (const body of bodies) {
         const d = ctx.sender.send({ body: rhea.message.data_section(Buffer.from(body, 'latin1')), content_type: 'application/vnd.microsoft.iothub.feedback.json' });
         d.body = body;
       }
@@ -39,7 +47,7 @@ async function fakeFeedbackHub(material) {
   });
   const server = container.listen({ port: 0, host: '127.0.0.1', transport: 'tls', key: material.keyPem, cert: material.certPem });
   await new Promise((r) => server.once('listening', r));
-  return { port: server.address().port, outcomes, close: () => new Promise((r) => server.close(r)) };
+  return { port: server.address().port, outcomes, feedbackLinks, close: () => new Promise((r) => server.close(r)) };
 }
 
 test('feedback bodies that are not JSON or not an array: each on the Catch node with its body, rejected; the good one still out', { timeout: 30_000 }, async () => {
@@ -74,6 +82,38 @@ test('feedback bodies that are not JSON or not an array: each on the Catch node 
       assert.equal(m.payload, Buffer.from(BAD[i], 'latin1').toString('utf8'), 'the body as it came');
     }
     console.log(`# ${BAD.length} unreadable feedback bodies: ${caught.length} on the Catch node, ${hub.outcomes.filter((o) => o.kind === 'rejected').length} rejected; 1 good record out\n# ${caught.map((m) => `${JSON.stringify(m.payload).slice(0, 30)}: ${m.error.message}`).join('\n# ')}`);
+  } finally {
+    await helper.unload().catch(() => undefined);
+    await helper.stopServer();
+    await hub.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a feedback link the hub detaches is attached again: feedback keeps coming', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-fakehub-'));
+  const material = ensureTlsMaterial(dir, ['localhost']);
+  const hub = await fakeFeedbackHub(material, { bodies: [GOOD], detachFirst: true });
+  await helper.startServer();
+  const key = Buffer.alloc(32, 7).toString('base64');
+  const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
+  const flow = [
+    { id: 'tab', type: 'tab' },
+    { id: 'cfg', type: 'iothub-connection', mode: 'azure', deviceTransport: 'mqtt', serviceTransport: 'amqp', amqpPort: hub.port },
+    at({ id: 'fb', type: 'iothub-c2d-feedback', connection: 'cfg', split: true, wires: [['out']] }),
+    at({ id: 'out', type: 'helper' }),
+  ];
+  try {
+    await helper.load(nodeModules, flow, { cfg: { connectionString: `HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`, ca: material.caPem } });
+    const out = [];
+    helper.getNode('out').on('input', (m) => out.push(m));
+    const statuses = [];
+    helper.getNode('fb').on('call:status', (c) => statuses.push(c.args[0].text));
+    await waitFor(() => out.length === 1, 'the record sent on the second feedback link', 15_000)
+      .catch((e) => { throw new Error(`${e.message}: ${hub.feedbackLinks.length} feedback links; statuses ${statuses}`); });
+    assert.equal(hub.feedbackLinks.length, 2, 'detached once, attached again once');
+    assert.equal(out[0].payload.originalMessageId, 'm1');
+    console.log(`# feedback link detached by the hub: attached again (${hub.feedbackLinks.length} attaches), statuses ${[...new Set(statuses)].join(', ')}`);
   } finally {
     await helper.unload().catch(() => undefined);
     await helper.stopServer();
