@@ -50,10 +50,11 @@ async function fakeFeedbackHub(material, { bodies = [...BAD, GOOD], detachFirst 
   return { port: server.address().port, outcomes, feedbackLinks, close: () => new Promise((r) => server.close(r)) };
 }
 
-test('feedback bodies that are not JSON or not an array: each on the Catch node with its body, rejected; the good one still out', { timeout: 30_000 }, async () => {
+/** A fake hub and a Node-RED runtime with a feedback node wired to `out` and a Catch node to `caught`; testBody(hub, seen) runs inside. */
+async function withFeedbackFlow(hubOptions, testBody) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-fakehub-'));
   const material = ensureTlsMaterial(dir, ['localhost']);
-  const hub = await fakeFeedbackHub(material);
+  const hub = await fakeFeedbackHub(material, hubOptions);
   await helper.startServer();
   const key = Buffer.alloc(32, 7).toString('base64');
   const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
@@ -66,12 +67,21 @@ test('feedback bodies that are not JSON or not an array: each on the Catch node 
   ];
   try {
     await helper.load(nodeModules, flow, { cfg: { connectionString: `HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`, ca: material.caPem } });
-    const out = [];
-    const caught = [];
-    helper.getNode('out').on('input', (m) => out.push(m));
-    helper.getNode('caught').on('input', (m) => caught.push(m));
-    const statuses = [];
-    helper.getNode('fb').on('call:status', (c) => statuses.push(c.args[0].text));
+    const seen = { out: [], caught: [], statuses: [] };
+    helper.getNode('out').on('input', (m) => seen.out.push(m));
+    helper.getNode('caught').on('input', (m) => seen.caught.push(m));
+    helper.getNode('fb').on('call:status', (c) => seen.statuses.push(c.args[0].text));
+    await testBody(hub, seen);
+  } finally {
+    await helper.unload().catch(() => undefined);
+    await helper.stopServer();
+    await hub.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('feedback bodies that are not JSON or not an array: each on the Catch node with its body, rejected; the good one still out', { timeout: 30_000 }, async () => {
+  await withFeedbackFlow({}, async (hub, { out, caught, statuses }) => {
     await waitFor(() => hub.outcomes.length === BAD.length + 1, 'every feedback message settled', 15_000).catch((e) => { throw new Error(`${e.message}: statuses ${statuses}; outcomes ${JSON.stringify(hub.outcomes)}`); });
     await waitFor(() => caught.length === BAD.length && out.length === 1, 'errors caught and the good record out');
     assert.deepEqual(out.map((m) => `${m.payload.originalMessageId}:${m.payload.statusCode}`), ['m1:Success']);
@@ -82,42 +92,16 @@ test('feedback bodies that are not JSON or not an array: each on the Catch node 
       assert.equal(m.payload, Buffer.from(BAD[i], 'latin1').toString('utf8'), 'the body as it came');
     }
     console.log(`# ${BAD.length} unreadable feedback bodies: ${caught.length} on the Catch node, ${hub.outcomes.filter((o) => o.kind === 'rejected').length} rejected; 1 good record out\n# ${caught.map((m) => `${JSON.stringify(m.payload).slice(0, 30)}: ${m.error.message}`).join('\n# ')}`);
-  } finally {
-    await helper.unload().catch(() => undefined);
-    await helper.stopServer();
-    await hub.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a feedback link the hub detaches is attached again: feedback keeps coming', { timeout: 30_000 }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-fakehub-'));
-  const material = ensureTlsMaterial(dir, ['localhost']);
-  const hub = await fakeFeedbackHub(material, { bodies: [GOOD], detachFirst: true });
-  await helper.startServer();
-  const key = Buffer.alloc(32, 7).toString('base64');
-  const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
-  const flow = [
-    { id: 'tab', type: 'tab' },
-    { id: 'cfg', type: 'iothub-connection', mode: 'azure', deviceTransport: 'mqtt', serviceTransport: 'amqp', amqpPort: hub.port },
-    at({ id: 'fb', type: 'iothub-c2d-feedback', connection: 'cfg', split: true, wires: [['out']] }),
-    at({ id: 'out', type: 'helper' }),
-  ];
-  try {
-    await helper.load(nodeModules, flow, { cfg: { connectionString: `HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`, ca: material.caPem } });
-    const out = [];
-    helper.getNode('out').on('input', (m) => out.push(m));
-    const statuses = [];
-    helper.getNode('fb').on('call:status', (c) => statuses.push(c.args[0].text));
+  await withFeedbackFlow({ bodies: [GOOD], detachFirst: true }, async (hub, { out, caught, statuses }) => {
     await waitFor(() => out.length === 1, 'the record sent on the second feedback link', 15_000)
       .catch((e) => { throw new Error(`${e.message}: ${hub.feedbackLinks.length} feedback links; statuses ${statuses}`); });
     assert.equal(hub.feedbackLinks.length, 2, 'detached once, attached again once');
     assert.equal(out[0].payload.originalMessageId, 'm1');
+    assert.deepEqual(caught, [], 'no error on the Catch node');
     console.log(`# feedback link detached by the hub: attached again (${hub.feedbackLinks.length} attaches), statuses ${[...new Set(statuses)].join(', ')}`);
-  } finally {
-    await helper.unload().catch(() => undefined);
-    await helper.stopServer();
-    await hub.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
