@@ -12,15 +12,19 @@ import { HubContext } from './context';
 import { FeedbackBatch, QueuedMessage } from './queues';
 import { Identity } from './registry';
 
+/** An open link: whose token keeps it open (a device id, or '' for the back end) and what it holds (a queue, the feedback). */
+interface LinkState {
+  owner: string;
+  release?: () => void;
+}
+
 interface ConnState {
-  /** Links holding a queue or the feedback: let go of them when the connection drops. */
-  links: Set<{ detach?: () => void }>;
+  links: Map<Sender | Receiver, LinkState>;
+  /** Until when each device's token, and the back end's, is valid (seconds). */
   devices: Map<string, number>;
   service?: { se: number };
   cbsSender?: Sender;
   settle: DispositionQueue;
-  /** Open links and whose token keeps them open: a device id, or '' for the back end's. */
-  guarded: Map<Sender | Receiver, string>;
 }
 
 class SaslMechanism {
@@ -76,7 +80,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       const u = /^(.*)@sas\.(root\.)?[^@]+$/.exec(user);
       if (!u) throw new IotHubError('UNAUTHORIZED', 'unexpected SASL PLAIN user name');
       const id = u[2] ? hub.registry.authenticateService(token) : hub.registry.authenticateDevice(token, u[1]);
-      m.username = JSON.stringify({ id, se: seOf(token) });
+      m.username = JSON.stringify(id);
       return true;
     } catch (err) {
       hub.log('warn', `AMQP SASL PLAIN refused: ${(err as Error).message}`);
@@ -84,23 +88,17 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     }
   });
 
-  function seOf(token: string): number {
-    const m = /[?&\s]se=(\d+)/.exec(token);
-    return m ? Number(m[1]) : 0;
-  }
-
   function state(conn: Connection): ConnState {
     let s = states.get(conn);
     if (!s) {
-      s = { links: new Set(), devices: new Map(), settle: new DispositionQueue(), guarded: new Map() };
+      s = { links: new Map(), devices: new Map(), settle: new DispositionQueue() };
       states.set(conn, s);
       // Identity from SASL PLAIN, if that is how the client came in.
       const sasl = (conn as unknown as { sasl_transport?: { username?: string; selected?: { username?: string } } }).sasl_transport;
       const user = sasl?.username ?? sasl?.selected?.username;
       if (user && user.startsWith('{')) {
         try {
-          const { id, se } = JSON.parse(user) as { id: Identity; se: number };
-          grant(s, id, se);
+          grant(s, JSON.parse(user) as Identity);
         } catch {
           // Not ours.
         }
@@ -109,9 +107,9 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     return s;
   }
 
-  function grant(s: ConnState, id: Identity, se: number): void {
-    if (id.kind === 'device') s.devices.set(id.deviceId, se);
-    else s.service = { se };
+  function grant(s: ConnState, id: Identity): void {
+    if (id.kind === 'device') s.devices.set(id.deviceId, id.expiresAt);
+    else s.service = { se: id.expiresAt };
   }
 
   const nowSec = () => Date.now() / 1000;
@@ -131,7 +129,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       const token = typeof req.body === 'string' ? req.body : Buffer.isBuffer(req.body) ? req.body.toString('utf8') : String((req.body as { content?: unknown })?.content ?? '');
       const audience = String(props.name ?? '');
       const id = hub.registry.authenticateAudience(token, audience);
-      grant(s, id, seOf(token));
+      grant(s, id);
     } catch (err) {
       const e = err as IotHubError;
       status = e.code === 'UNAUTHORIZED' || e.code === 'INVALID_TOKEN' ? 401 : e.code === 'DEVICE_NOT_FOUND' ? 404 : 400;
@@ -169,7 +167,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     if (addr === '$cbs') return;
     if (addr === '/messages/devicebound') {
       if (!serviceAllowed(s)) unauthorizedLink(r, 'this connection has no valid token with ServiceConnect');
-      else s.guarded.set(r, '');
+      else s.links.set(r, { owner: '' });
       return;
     }
     r.close({ condition: AMQP_CONDITIONS.notFound, description: `no such node: ${r.target?.address ?? ''}` });
@@ -201,9 +199,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
           return true;
         },
       });
-      (snd as unknown as { detach: () => void }).detach = detach;
-      s.links.add(snd as unknown as { detach?: () => void });
-      s.guarded.set(snd, '');
+      s.links.set(snd, { owner: '', release: detach });
       return;
     }
     const deviceId = deviceIdOfLink(snd.source?.address);
@@ -226,12 +222,13 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
           return true;
         },
       });
-      s.links.add(snd as unknown as { detach?: () => void });
-      s.guarded.set(snd, deviceId);
-      (snd as unknown as { detach: () => void }).detach = () => {
-        detachQueue();
-        release();
-      };
+      s.links.set(snd, {
+        owner: deviceId,
+        release: () => {
+          detachQueue();
+          release();
+        },
+      });
       return;
     }
     snd.close({ condition: AMQP_CONDITIONS.notFound, description: `no such node: ${snd.source?.address ?? ''}` });
@@ -245,30 +242,22 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     if (deviceId !== undefined) hub.queues.pump(deviceId);
   });
 
+  /** Forgets a link and lets go of the queue or feedback it held (their locked messages are redelivered at once). */
+  function releaseLink(st: ConnState, link: Sender | Receiver): void {
+    const held = st.links.get(link);
+    st.links.delete(link);
+    held?.release?.();
+  }
   const detachLink = (ctx: EventContext) => {
     const link = (ctx.sender ?? ctx.receiver) as Sender | Receiver | undefined;
-    if (!link) return;
-    states.get(ctx.connection)?.guarded.delete(link);
-    const l = link as unknown as { detach?: () => void };
-    if (l.detach) {
-      l.detach();
-      l.detach = undefined;
-    }
+    const st = states.get(ctx.connection);
+    if (link && st) releaseLink(st, link);
   };
   container.on('sender_close', detachLink);
   container.on('receiver_close', detachLink);
-  // A dropped connection lets go of every queue and feedback lock its links held, so they are redelivered at once.
   const dropLinks = (ctx: EventContext) => {
     const st = states.get(ctx.connection);
-    if (!st) return;
-    for (const l of st.links) {
-      if (l.detach) {
-        l.detach();
-        l.detach = undefined;
-      }
-    }
-    st.links.clear();
-    st.guarded.clear();
+    if (st) for (const link of [...st.links.keys()]) releaseLink(st, link);
   };
   container.on('disconnected', dropLinks);
   container.on('connection_close', dropLinks);
@@ -337,16 +326,11 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     for (const conn of connections) {
       const st = states.get(conn);
       if (!st) continue;
-      for (const [link, deviceId] of st.guarded) {
-        if (deviceId === '' ? serviceAllowed(st) : deviceAllowed(st, deviceId)) continue;
-        st.guarded.delete(link);
-        const who = deviceId === '' ? 'the back-end token' : `the token for device ${deviceId}`;
+      for (const [link, { owner }] of [...st.links]) {
+        if (owner === '' ? serviceAllowed(st) : deviceAllowed(st, owner)) continue;
+        releaseLink(st, link);
+        const who = owner === '' ? 'the back-end token' : `the token for device ${owner}`;
         hub.log('info', `AMQP: ${who} expired without renewal; detaching ${link.is_sender() ? link.source?.address : link.target?.address}`);
-        const l = link as unknown as { detach?: () => void };
-        if (l.detach) {
-          l.detach();
-          l.detach = undefined;
-        }
         unauthorizedLink(link, `${who} has expired (401003 IoTHubUnauthorized): put a new token on $cbs before the old one expires`);
       }
     }

@@ -6,7 +6,6 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { Duplex } from 'node:stream';
 import { c2dSubscription, c2dTopic } from '../core/property-bag';
-import { parseSasToken } from '../core/sas';
 import { HubContext } from './context';
 import { QueuedMessage } from './queues';
 
@@ -78,9 +77,7 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
         const userDevice = m ? decodeURIComponent(m[1]) : undefined;
         if (!userDevice || userDevice !== c.id) throw connackError('the user name must be {hub}/{deviceId}/?api-version=... with the client id as device id', 5);
         if (password && password.length > 0) {
-          const token = password.toString('utf8');
-          hub.registry.authenticateDevice(token, c.id);
-          tokenExpiry.set(c, parseSasToken(token).se);
+          tokenExpiry.set(c, hub.registry.authenticateDevice(password.toString('utf8'), c.id).expiresAt);
         } else {
           const fp = c.conn.getPeerCertificate?.()?.fingerprint;
           if (!fp) throw connackError('no password and no client certificate', 5);

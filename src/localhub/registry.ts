@@ -26,7 +26,8 @@ export interface Device {
   x509Thumbprint?: string;
 }
 
-export type Identity = { kind: 'device'; deviceId: string; via?: string } | { kind: 'service'; policy: string; permissions: Permission[] };
+/** Who a credential is, and until when (the SAS token's `se`, in seconds; Infinity for a certificate). */
+export type Identity = ({ kind: 'device'; deviceId: string; via?: string } | { kind: 'service'; policy: string; permissions: Permission[] }) & { expiresAt: number };
 
 export interface RegistryData {
   devices: Device[];
@@ -136,7 +137,7 @@ export class Registry {
       if (!d && this.autoRegister) d = this.create(deviceId);
       if (!d) throw unauthorized(`device ${deviceId} is not registered`);
       if (d.status !== 'enabled') throw unauthorized(`device ${deviceId} is disabled`);
-      return { kind: 'device', deviceId, via: p.name };
+      return { kind: 'device', deviceId, via: p.name, expiresAt: t.se };
     }
     const d = this.devices.get(deviceId);
     if (!d) throw unauthorized(`device ${deviceId} is not registered`);
@@ -144,7 +145,7 @@ export class Registry {
       throw unauthorized(t.se < Date.now() / 1000 ? 'the token has expired' : 'the token signature does not match the device key');
     }
     if (d.status !== 'enabled') throw unauthorized(`device ${deviceId} is disabled`);
-    return { kind: 'device', deviceId };
+    return { kind: 'device', deviceId, expiresAt: t.se };
   }
 
   /** A back-end token (with skn) carrying `need`. */
@@ -155,7 +156,7 @@ export class Registry {
     if (rest && rest !== '/') throw unauthorized('a back-end token must be scoped to the hub');
     void host;
     const p = this.policyFor(t, need);
-    return { kind: 'service', policy: p.name, permissions: p.permissions };
+    return { kind: 'service', policy: p.name, permissions: p.permissions, expiresAt: t.se };
   }
 
   /** A CBS put-token: the audience says what the token is for. */
@@ -174,7 +175,7 @@ export class Registry {
     if (!d || !d.x509Thumbprint) throw unauthorized(`device ${deviceId} has no X.509 thumbprint registered`);
     if (d.x509Thumbprint !== thumbprint.replace(/:/g, '').toUpperCase()) throw unauthorized('the client certificate does not match the registered thumbprint');
     if (d.status !== 'enabled') throw unauthorized(`device ${deviceId} is disabled`);
-    return { kind: 'device', deviceId };
+    return { kind: 'device', deviceId, expiresAt: Infinity };
   }
 }
 
