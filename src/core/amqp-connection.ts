@@ -81,6 +81,44 @@ export class Cbs {
   }
 }
 
+/** rhea's own handle on a connection's transport, for closing what its public API leaves behind. */
+interface RheaTransportHandle {
+  socket?: { destroyed?: boolean; readableEnded?: boolean; on?(event: 'error', fn: () => void): void };
+  abort_socket(socket: unknown): void;
+}
+
+/**
+ * Closes a connection and leaves no socket or timer of rhea's behind. Only a connection the peer has opened gets the
+ * AMQP close handshake (up to graceMs). rhea ends the socket of one the peer has not opened yet as soon as its close
+ * is written, then answers the peer's late open on that ended socket and arms a timer of twice the idle time-out that
+ * nothing clears: 3 min of a process kept alive per connection closed while connecting (seen on a busy machine, where
+ * a redeploy often closes a connection still in its TLS handshake). That connection, and one whose peer does not
+ * answer the close, is aborted instead: rhea's own abort destroys the socket and clears its timers.
+ */
+export async function closeAmqpConnection(connection: Connection, graceMs = 2000): Promise<void> {
+  if (connection.is_remote_open()) {
+    await new Promise<void>((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        connection.removeListener('connection_close', finish);
+        connection.removeListener('disconnected', finish);
+        resolve();
+      };
+      const timer = setTimeout(finish, graceMs);
+      connection.once('connection_close', finish);
+      connection.once('disconnected', finish);
+      connection.close();
+    });
+  }
+  const rhea = connection as unknown as RheaTransportHandle;
+  const socket = rhea.socket;
+  // Gone already (the peer hung up): rhea cleared its timers when it saw the end.
+  if (!socket || socket.destroyed || socket.readableEnded) return;
+  // The socket is dead to us: an error it reports while being torn down must not become an uncaught 'error'.
+  rhea.abort_socket(socket);
+  socket.on?.('error', () => undefined);
+}
+
 /** Resolves when the connection opens; rejects with a typed error when it fails first. */
 export function whenOpen(connection: Connection): Promise<void> {
   return new Promise((resolve, reject) => {

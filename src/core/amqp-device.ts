@@ -1,6 +1,6 @@
 /** The AMQP device transport (rhea): CBS auth, the C2D receiver link, complete / reject / abandon (PROTOCOL.md section 4). */
 import { Connection, Delivery, EventContext, Message, Receiver } from 'rhea';
-import { amqpConnectionError, Cbs, openAmqpConnection, whenOpen } from './amqp-connection';
+import { amqpConnectionError, Cbs, closeAmqpConnection, openAmqpConnection, whenOpen } from './amqp-connection';
 import { fromAmqpMessage } from './amqp-codec';
 import { DispositionQueue } from './amqp-settle';
 import type { DeviceClientOptions, DeviceSession, ResolvedEndpoint, SettleOutcome, TransportEvents } from './device-client';
@@ -23,11 +23,7 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
     dispositions.clear();
     cbs?.close();
     unsettled.clear();
-    try {
-      connection.close();
-    } catch {
-      // Already closed.
-    }
+    void closeAmqpConnection(connection);
     events.closed(err);
   };
 
@@ -96,16 +92,9 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
       // Let queued dispositions go out before the connection closes.
       await new Promise((r) => setImmediate(r));
       await new Promise((r) => setImmediate(r));
-      const closed = new Promise<void>((resolve) => {
-        connection.once('connection_close', () => resolve());
-        connection.once('disconnected', () => resolve());
-        setTimeout(resolve, 2000).unref();
-      });
       done = true;
       cbs?.close();
-      connection.close();
-      await closed;
-      cbs?.close();
+      await closeAmqpConnection(connection);
     },
   };
 }

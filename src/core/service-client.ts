@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Connection, Delivery, EventContext, Message, Receiver, Sender } from 'rhea';
-import { amqpConnectionError, Cbs, openAmqpConnection, whenOpen } from './amqp-connection';
+import { amqpConnectionError, Cbs, closeAmqpConnection, openAmqpConnection, whenOpen } from './amqp-connection';
 import { encodeC2DMessage } from './amqp-codec';
 import { ConnectionState, Endpoint, resolveEndpoint, StatusEvent } from './device-client';
 import { fromAmqpError, IotHubError } from './errors';
@@ -231,11 +231,7 @@ export class ServiceClient extends EventEmitter {
     this.cbs?.close();
     this.cbs = undefined;
     if (this.renewTimer) clearTimeout(this.renewTimer);
-    try {
-      connection?.close();
-    } catch {
-      // Already closed.
-    }
+    if (connection) void closeAmqpConnection(connection);
     // Unconfirmed sends go out again once (at-least-once: the hub may have enqueued them already);
     // a second loss fails them, so nothing loops and nothing is dropped silently.
     const again: PendingSend[] = [];
@@ -343,19 +339,7 @@ export class ServiceClient extends EventEmitter {
     const connection = this.connection;
     this.connection = undefined;
     this.cbs?.close();
-    if (connection) {
-      const closed = new Promise<void>((resolve) => {
-        connection.once('connection_close', () => resolve());
-        connection.once('disconnected', () => resolve());
-        setTimeout(resolve, 2000).unref();
-      });
-      try {
-        connection.close();
-      } catch {
-        // Already closed.
-      }
-      await closed;
-    }
+    if (connection) await closeAmqpConnection(connection);
     for (const p of this.inflight.values()) p.reject(new IotHubError('CONNECTION_LOST', 'the connection closed before the hub confirmed the message'));
     this.inflight.clear();
     this.feedbackListeners.clear();
