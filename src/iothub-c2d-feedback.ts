@@ -1,5 +1,5 @@
 /** c2d feedback: emits the hub's delivery acknowledgements. */
-import { StatusEvent } from './core/device-client';
+import type { StatusEvent } from './core/state';
 import { IotHubError } from './core/errors';
 import { ServiceLease } from './core/hub-session';
 import { FeedbackRecord } from './core/message';

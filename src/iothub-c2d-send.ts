@@ -1,6 +1,6 @@
 /** c2d send: sends msg.payload as a C2D message, with property mapping and delivery tracking. */
 import { DeliveryTracker } from './core/delivery-tracker';
-import { StatusEvent } from './core/device-client';
+import type { StatusEvent } from './core/state';
 import { IotHubError } from './core/errors';
 import { ServiceLease } from './core/hub-session';
 import { AckMode } from './core/message';

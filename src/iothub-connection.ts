@@ -3,7 +3,8 @@
  * connections (see core/hub-session). In local mode it starts the built-in local hub.
  */
 import { ConnectionInfo, parseConnectionString } from './core/connection-string';
-import { DeviceTransport, StatusEvent } from './core/device-client';
+import type { StatusEvent } from './core/state';
+import type { DeviceTransport } from './core/transport';
 import { IotHubError } from './core/errors';
 import { Capabilities, capabilitiesOf, DeviceLease, DeviceUser, HubSession, ServiceLease } from './core/hub-session';
 import { acquireLocalHub, LocalHubSettings, releaseLocalHub } from './local-hub-runtime';

@@ -1,5 +1,6 @@
 /** device receive: acts as a device and emits one msg per C2D message. */
-import { SettleOutcome, StatusEvent } from './core/device-client';
+import type { StatusEvent } from './core/state';
+import type { SettleOutcome } from './core/transport';
 import { IotHubError } from './core/errors';
 import { DeviceLease } from './core/hub-session';
 import { ReceivedC2DMessage } from './core/message';

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { Connection, ConnectionOptions, create_container, EventContext, Message, Receiver, Sender, websocket_connect } from 'rhea';
 import WebSocket from 'ws';
-import type { ResolvedEndpoint } from './device-client';
+import type { ResolvedEndpoint } from './endpoint';
 import { IotHubError } from './errors';
 
 export interface AmqpTls {

@@ -3,7 +3,8 @@ import { Connection, Delivery, EventContext, Message, Receiver } from 'rhea';
 import { amqpConnectionError, Cbs, closeAmqpConnection, openAmqpConnection, whenOpen } from './amqp-connection';
 import { fromAmqpMessage } from './amqp-codec';
 import { DispositionQueue } from './amqp-settle';
-import type { DeviceClientOptions, DeviceSession, ResolvedEndpoint, SettleOutcome, TransportEvents } from './device-client';
+import type { ResolvedEndpoint } from './endpoint';
+import type { DeviceClientOptions, DeviceSession, SettleOutcome, TransportEvents } from './transport';
 import { fromAmqpError, IotHubError } from './errors';
 import { deviceResourceUri, parseSasToken } from './sas';
 

@@ -1,123 +1,32 @@
 /**
- * One connection for one device identity, over MQTT or AMQP (plain or WebSockets). Decides when to
- * reconnect (RetryPolicy; slower after "unauthorized") and renews the SAS token before it expires.
+ * One connection for one device identity, over MQTT or AMQP (plain or WebSockets): the transport is chosen by
+ * options.transport, its lifecycle (reconnect, renewal, status) is ConnectionLifecycle's, and messages that arrive
+ * while no node can take them are held unacknowledged.
  */
 import { EventEmitter } from 'node:events';
 import { connectAmqp } from './amqp-device';
-import { connectMqtt } from './mqtt-device';
+import { resolveEndpoint } from './endpoint';
 import { IotHubError } from './errors';
+import { ConnectionLifecycle } from './lifecycle';
 import { ReceivedC2DMessage } from './message';
-import { RetryOptions, RetryPolicy } from './retry';
+import { connectMqtt } from './mqtt-device';
 import { createSasToken, deviceResourceUri, parseSasToken } from './sas';
-
-export type DeviceTransport = 'mqtt' | 'mqtt-ws' | 'amqp' | 'amqp-ws';
-
-export interface Endpoint {
-  /** HostName from the connection string (SAS scope, MQTT user name); may carry :port. */
-  hostName: string;
-  /** Where to dial instead (a gateway, 127.0.0.1 for the local hub). */
-  connectHost?: string;
-  port?: number;
-  ca?: string;
-  rejectUnauthorized?: boolean;
-  tls?: boolean;
-  /** A connection silent this long (no answer to MQTT PINGREQ, no AMQP frame) is taken for dead. Default 180 s, as the SDKs. */
-  keepAliveSec?: number;
-}
-
-export type DeviceCredentials =
-  | { sharedAccessKey: string; sharedAccessKeyName?: string }
-  | { sharedAccessSignature: string }
-  | { cert: string; key: string };
-
-export interface DeviceClientOptions extends Endpoint {
-  deviceId: string;
-  transport: DeviceTransport;
-  credentials: DeviceCredentials;
-  tokenLifetimeSec?: number;
-  retry?: RetryOptions;
-  settle?: 'auto' | 'manual';
-}
-
-export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'unauthorized' | 'error' | 'closed';
-
-export interface StatusEvent {
-  state: ConnectionState;
-  attempt?: number;
-  nextRetryMs?: number;
-  error?: IotHubError;
-}
-
-export type SettleOutcome = 'complete' | 'reject' | 'abandon';
-
-/** What a transport reports back to the client that drives it. */
-export interface TransportEvents {
-  connected(): void;
-  /** ack: acknowledge as the settle mode says (MQTT PUBACK, AMQP accept when automatic); call it once handed over. */
-  message(m: ReceivedC2DMessage, ack: () => void): void;
-  /** The connection is gone; err says why (undefined: closed on purpose). */
-  closed(err?: IotHubError): void;
-}
-
-export interface DeviceSession {
-  settle(lockToken: string, outcome: SettleOutcome): Promise<void>;
-  /** Closes gracefully; pending acknowledgements are flushed first. */
-  end(): Promise<void>;
-  /** Puts a new token on the live connection (AMQP's $cbs); absent where the token rides in CONNECT (MQTT). */
-  renew?(token: string): Promise<void>;
-}
-
-export interface ResolvedEndpoint {
-  host: string;
-  hostName: string;
-  port: number;
-  servername: string;
-  ca?: string;
-  rejectUnauthorized: boolean;
-  tls: boolean;
-  keepAliveSec: number;
-}
-
-const DEFAULT_PORTS: Record<DeviceTransport, number> = { mqtt: 8883, 'mqtt-ws': 443, amqp: 5671, 'amqp-ws': 443 };
-
-export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpoint {
-  const m = /^(.*?)(?::(\d+))?$/.exec(e.hostName) as RegExpExecArray;
-  const bareHost = m[1];
-  return {
-    host: e.connectHost || bareHost,
-    hostName: e.hostName,
-    port: e.port || (m[2] ? Number(m[2]) : defaultPort),
-    servername: bareHost,
-    ca: e.ca,
-    rejectUnauthorized: e.rejectUnauthorized !== false,
-    tls: e.tls !== false,
-    keepAliveSec: e.keepAliveSec && e.keepAliveSec > 0 ? e.keepAliveSec : 180,
-  };
-}
+import type { ConnectionState } from './state';
+import { DEFAULT_DEVICE_PORTS, DeviceClientOptions, DeviceSession, SettleOutcome, TransportEvents } from './transport';
 
 export class DeviceClient extends EventEmitter {
-  private _state: ConnectionState = 'disconnected';
   private session: DeviceSession | undefined;
-  private attempt = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private renewTimer: NodeJS.Timeout | undefined;
-  private closing = false;
   private holding = false;
   private held: Array<{ m: ReceivedC2DMessage; ack: () => void }> = [];
-  private readonly policy: RetryPolicy;
+  private readonly life: ConnectionLifecycle;
 
   constructor(private readonly o: DeviceClientOptions) {
     super();
-    this.policy = new RetryPolicy(o.retry);
+    this.life = new ConnectionLifecycle(o.retry, (ev) => this.emit('status', ev));
   }
 
   get state(): ConnectionState {
-    return this._state;
-  }
-
-  private setState(ev: StatusEvent): void {
-    this._state = ev.state;
-    this.emit('status', ev);
+    return this.life.state;
   }
 
   /** A fresh password for this connection attempt. */
@@ -133,21 +42,20 @@ export class DeviceClient extends EventEmitter {
   }
 
   open(): void {
-    if (this.closing || this.session || this.retryTimer) return;
+    if (this.life.closing || this.session || this.life.retryPending) return;
     this.connect();
   }
 
   private connect(): void {
-    this.retryTimer = undefined;
-    if (this.closing) return;
-    this.setState(this.attempt === 0 ? { state: 'connecting' } : { state: 'connecting', attempt: this.attempt });
+    if (this.life.closing) return;
+    this.life.connecting();
     const { token, expiresAt } = this.token();
     const events: TransportEvents = {
       connected: () => {
-        if (this.closing) return;
-        this.attempt = 0;
-        this.setState({ state: 'connected' });
-        this.scheduleRenewal(expiresAt);
+        if (this.life.closing) return;
+        this.life.connected();
+        // A SAS token given as such cannot be renewed here: its owner renews it.
+        if (expiresAt !== undefined && !('sharedAccessSignature' in this.o.credentials)) this.life.renewBefore(expiresAt, () => void this.renew());
       },
       message: (m, ack) => {
         if (this.holding) {
@@ -162,55 +70,33 @@ export class DeviceClient extends EventEmitter {
         this.session = undefined;
         // Held messages were never acknowledged on that connection: the hub delivers them again.
         this.held = [];
-        if (this.renewTimer) clearTimeout(this.renewTimer);
-        this.renewTimer = undefined;
-        if (!this.closing) this.scheduleReconnect(err);
+        this.life.lost(err, () => this.connect());
       },
     };
     const session: DeviceSession = this.o.transport === 'mqtt' || this.o.transport === 'mqtt-ws'
-      ? connectMqtt(this.o, resolveEndpoint(this.o, DEFAULT_PORTS[this.o.transport]), token, events)
-      : connectAmqp(this.o, resolveEndpoint(this.o, DEFAULT_PORTS[this.o.transport]), token, events);
+      ? connectMqtt(this.o, resolveEndpoint(this.o, DEFAULT_DEVICE_PORTS[this.o.transport]), token, events)
+      : connectAmqp(this.o, resolveEndpoint(this.o, DEFAULT_DEVICE_PORTS[this.o.transport]), token, events);
     this.session = session;
-  }
-
-  private scheduleRenewal(expiresAt: number | undefined): void {
-    if (expiresAt === undefined || 'sharedAccessSignature' in this.o.credentials) return;
-    const lifetime = expiresAt - Date.now() / 1000;
-    // Renew at 80 % of the lifetime: before expiry with room for a slow reconnect.
-    const inMs = Math.max(1000, lifetime * 0.8 * 1000);
-    if (this.renewTimer) clearTimeout(this.renewTimer);
-    this.renewTimer = setTimeout(() => void this.renew(), inMs);
-    this.renewTimer.unref();
   }
 
   /** AMQP: a new put-token on the live connection. MQTT carries the token in CONNECT: reconnect with a new one (clean session false keeps the queue). */
   private async renew(): Promise<void> {
-    this.renewTimer = undefined;
     const s = this.session;
-    if (!s || this.closing) return;
+    if (!s || this.life.closing) return;
     if (s.renew) {
       const { token, expiresAt } = this.token();
       try {
         await s.renew(token as string);
-        this.scheduleRenewal(expiresAt);
+        if (expiresAt !== undefined) this.life.renewBefore(expiresAt, () => void this.renew());
         return;
       } catch {
         // Fall back to a fresh connection with the new token.
       }
-      if (this.session !== s || this.closing) return;
+      if (this.session !== s || this.life.closing) return;
     }
     this.session = undefined;
     await s.end();
-    if (!this.closing) this.connect();
-  }
-
-  private scheduleReconnect(err?: IotHubError): void {
-    this.attempt++;
-    const unauthorized = err?.code === 'UNAUTHORIZED';
-    const delay = unauthorized ? this.policy.unauthorizedDelay(this.attempt) : this.policy.delay(this.attempt);
-    if (unauthorized) this.setState({ state: 'unauthorized', attempt: this.attempt, nextRetryMs: delay, error: err });
-    else this.setState({ state: 'reconnecting', attempt: this.attempt, nextRetryMs: delay, error: err });
-    this.retryTimer = setTimeout(() => this.connect(), delay);
+    if (!this.life.closing) this.connect();
   }
 
   /**
@@ -237,15 +123,12 @@ export class DeviceClient extends EventEmitter {
   }
 
   async close(): Promise<void> {
-    this.closing = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    if (this.renewTimer) clearTimeout(this.renewTimer);
-    this.retryTimer = this.renewTimer = undefined;
+    this.life.close();
     const s = this.session;
     this.session = undefined;
     this.held = [];
     if (s) await s.end();
-    this.setState({ state: 'closed' });
+    this.life.closed();
     this.removeAllListeners('message');
   }
 }

@@ -4,11 +4,13 @@
  * node that uses them, reference-counted, with status fanned out to each user.
  */
 import { ConnectionInfo } from './connection-string';
-import { DeviceClient, DeviceCredentials, DeviceTransport, StatusEvent, SettleOutcome } from './device-client';
+import { DeviceClient } from './device-client';
 import { IotHubError } from './errors';
 import { C2DMessage, checkDeviceId, FeedbackRecord, ReceivedC2DMessage } from './message';
 import { RetryOptions } from './retry';
 import { ServiceClient } from './service-client';
+import type { StatusEvent } from './state';
+import type { DeviceCredentials, DeviceTransport, SettleOutcome } from './transport';
 
 export interface HubSessionOptions {
   connection: ConnectionInfo;

@@ -1,6 +1,7 @@
 /** The MQTT 3.1.1 device transport (mqtt.js), as IoT Hub wants it (PROTOCOL.md section 3). */
 import { connect, IClientOptions, MqttClient } from 'mqtt';
-import type { DeviceClientOptions, DeviceSession, ResolvedEndpoint, TransportEvents } from './device-client';
+import type { ResolvedEndpoint } from './endpoint';
+import type { DeviceClientOptions, DeviceSession, TransportEvents } from './transport';
 import { fromConnackCode, IotHubError } from './errors';
 import { c2dSubscription, decodeC2DPublish } from './property-bag';
 

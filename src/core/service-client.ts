@@ -7,12 +7,14 @@ import { EventEmitter } from 'node:events';
 import { Connection, Delivery, EventContext, Message, Receiver, Sender } from 'rhea';
 import { amqpConnectionError, Cbs, closeAmqpConnection, openAmqpConnection, whenOpen } from './amqp-connection';
 import { encodeC2DMessage } from './amqp-codec';
-import { ConnectionState, Endpoint, resolveEndpoint, StatusEvent } from './device-client';
+import { Endpoint, resolveEndpoint } from './endpoint';
 import { fromAmqpError, IotHubError } from './errors';
 import { bodyText, parseFeedbackBody } from './feedback';
 import { C2DMessage, checkDeviceId, FeedbackRecord } from './message';
-import { RetryOptions, RetryPolicy } from './retry';
+import { ConnectionLifecycle } from './lifecycle';
+import { RetryOptions } from './retry';
 import { createSasToken } from './sas';
+import type { ConnectionState } from './state';
 
 export interface ServiceClientOptions extends Endpoint {
   transport?: 'amqp' | 'amqp-ws';
@@ -39,7 +41,6 @@ interface PendingSend {
 type FeedbackListener = (records: FeedbackRecord[]) => void | Promise<void>;
 
 export class ServiceClient extends EventEmitter {
-  private _state: ConnectionState = 'disconnected';
   private connection: Connection | undefined;
   private sender: Sender | undefined;
   private feedbackReceiver: Receiver | undefined;
@@ -49,21 +50,17 @@ export class ServiceClient extends EventEmitter {
   private head = 0;
   private readonly inflight = new Map<Delivery, PendingSend>();
   private readonly feedbackListeners = new Set<FeedbackListener>();
-  private readonly policy: RetryPolicy;
-  private attempt = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private renewTimer: NodeJS.Timeout | undefined;
+  private readonly life: ConnectionLifecycle;
   private sweepTimer: NodeJS.Timeout | undefined;
-  private closing = false;
   private opened = false;
 
   constructor(private readonly o: ServiceClientOptions) {
     super();
-    this.policy = new RetryPolicy(o.retry);
+    this.life = new ConnectionLifecycle(o.retry, (ev) => this.emit('status', ev));
   }
 
   get state(): ConnectionState {
-    return this._state;
+    return this.life.state;
   }
 
   /** Messages waiting for a connection plus those awaiting the hub's answer. */
@@ -83,18 +80,13 @@ export class ServiceClient extends EventEmitter {
     return w;
   }
 
-  private setState(ev: StatusEvent): void {
-    this._state = ev.state;
-    this.emit('status', ev);
-  }
-
   private token(): { token: string; expiresAt: number } {
     const expiresAt = Math.floor(Date.now() / 1000) + (this.o.tokenLifetimeSec ?? 3600);
     return { token: createSasToken({ resourceUri: this.o.hostName, key: this.o.sharedAccessKey, keyName: this.o.sharedAccessKeyName, expiresAt }), expiresAt };
   }
 
   open(): void {
-    if (this.opened || this.closing) return;
+    if (this.opened || this.life.closing) return;
     this.opened = true;
     this.sweepTimer = setInterval(() => this.sweep(), 250);
     this.sweepTimer.unref();
@@ -102,9 +94,8 @@ export class ServiceClient extends EventEmitter {
   }
 
   private connect(): void {
-    this.retryTimer = undefined;
-    if (this.closing) return;
-    this.setState(this.attempt === 0 ? { state: 'connecting' } : { state: 'connecting', attempt: this.attempt });
+    if (this.life.closing) return;
+    this.life.connecting();
     const e = resolveEndpoint(this.o, this.o.transport === 'amqp-ws' ? 443 : 5671);
     const connection = openAmqpConnection(e, this.o.transport === 'amqp-ws');
     this.connection = connection;
@@ -118,7 +109,7 @@ export class ServiceClient extends EventEmitter {
     connection.on('connection_close', (ctx: EventContext) => fail(amqpConnectionError(ctx)));
     connection.on('connection_error', () => undefined);
     // close() may come at any await: each step checks that this connection is still the current one.
-    const current = () => !this.closing && this.connection === connection;
+    const current = () => !this.life.closing && this.connection === connection;
     (async () => {
       await whenOpen(connection);
       if (!current()) return;
@@ -131,12 +122,11 @@ export class ServiceClient extends EventEmitter {
         if (!current()) cbs.close();
       }
       if (!current()) return;
-      this.scheduleRenewal(expiresAt);
+      this.renewBefore(expiresAt);
       await this.openSender(connection);
       if (!current()) return;
       if (this.feedbackListeners.size > 0) this.openFeedback(connection);
-      this.attempt = 0;
-      this.setState({ state: 'connected' });
+      this.life.connected();
       this.drain();
     })().catch((err: unknown) => fail(err instanceof IotHubError ? err : new IotHubError('CONNECTION_LOST', (err as Error).message)));
   }
@@ -179,7 +169,7 @@ export class ServiceClient extends EventEmitter {
       if (this.feedbackReceiver !== r) return;
       this.feedbackReceiver = undefined;
       // The hub detached it (an expired token, a forced detach): without a new link no feedback would come again.
-      if (!this.closing && this.connection === connection) {
+      if (!this.life.closing && this.connection === connection) {
         this.dropConnection(fromAmqpError((ctx.receiver?.error as never) ?? { condition: 'amqp:link:detach-forced', description: 'the hub closed the feedback link' }));
       }
     });
@@ -212,15 +202,13 @@ export class ServiceClient extends EventEmitter {
     }
   }
 
-  private scheduleRenewal(expiresAt: number): void {
-    const inMs = Math.max(1000, (expiresAt - Date.now() / 1000) * 0.8 * 1000);
-    if (this.renewTimer) clearTimeout(this.renewTimer);
-    this.renewTimer = setTimeout(() => {
+  /** A new token on $cbs before this one expires; a refused renewal drops the connection (a fresh one tries again). */
+  private renewBefore(expiresAt: number): void {
+    this.life.renewBefore(expiresAt, () => {
       const { token, expiresAt: next } = this.token();
-      this.cbs?.putToken(this.o.hostName, token).then(() => this.scheduleRenewal(next),
+      this.cbs?.putToken(this.o.hostName, token).then(() => this.renewBefore(next),
         (err: IotHubError) => this.dropConnection(err));
-    }, inMs);
-    this.renewTimer.unref();
+    });
   }
 
   private dropConnection(err: IotHubError): void {
@@ -230,7 +218,6 @@ export class ServiceClient extends EventEmitter {
     this.feedbackReceiver = undefined;
     this.cbs?.close();
     this.cbs = undefined;
-    if (this.renewTimer) clearTimeout(this.renewTimer);
     if (connection) void closeAmqpConnection(connection);
     // Unconfirmed sends go out again once (at-least-once: the hub may have enqueued them already);
     // a second loss fails them, so nothing loops and nothing is dropped silently.
@@ -245,13 +232,9 @@ export class ServiceClient extends EventEmitter {
     }
     this.inflight.clear();
     this.waiting = [...again, ...this.takeWaiting()];
-    if (this.closing) return;
-    this.attempt++;
-    const unauthorized = err.code === 'UNAUTHORIZED';
-    const delay = unauthorized ? this.policy.unauthorizedDelay(this.attempt) : this.policy.delay(this.attempt);
-    this.setState({ state: unauthorized ? 'unauthorized' : 'reconnecting', attempt: this.attempt, nextRetryMs: delay, error: err });
-    if (unauthorized) this.failWaiting(err);
-    this.retryTimer = setTimeout(() => this.connect(), delay);
+    this.life.lost(err, () => this.connect());
+    // Waiting for a key that will not start working would only delay the error.
+    if (!this.life.closing && err.code === 'UNAUTHORIZED') this.failWaiting(err);
   }
 
   private failWaiting(err: IotHubError): void {
@@ -260,7 +243,7 @@ export class ServiceClient extends EventEmitter {
 
   private drain(): void {
     const s = this.sender;
-    if (!s || this._state !== 'connected') return;
+    if (!s || this.life.state !== 'connected') return;
     while (this.head < this.waiting.length && s.sendable()) {
       const p = this.waiting[this.head] as PendingSend;
       this.waiting[this.head++] = undefined;
@@ -304,8 +287,8 @@ export class ServiceClient extends EventEmitter {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.closing) return Promise.reject(new IotHubError('NOT_CONNECTED', 'the connection is closing'));
-    if (this._state === 'unauthorized') {
+    if (this.life.closing) return Promise.reject(new IotHubError('NOT_CONNECTED', 'the connection is closing'));
+    if (this.life.state === 'unauthorized') {
       return Promise.reject(new IotHubError('UNAUTHORIZED', 'the hub refused the credentials: check the key and that the policy has ServiceConnect'));
     }
     if (this.waitingCount >= (this.o.pendingLimit ?? 10_000)) {
@@ -320,7 +303,7 @@ export class ServiceClient extends EventEmitter {
   /** Feedback flows while at least one listener is registered; each sees every record. */
   addFeedbackListener(fn: FeedbackListener): () => void {
     this.feedbackListeners.add(fn);
-    if (this.connection && this._state === 'connected') this.openFeedback(this.connection);
+    if (this.connection && this.life.state === 'connected') this.openFeedback(this.connection);
     return () => {
       this.feedbackListeners.delete(fn);
       if (this.feedbackListeners.size === 0 && this.feedbackReceiver) {
@@ -331,9 +314,8 @@ export class ServiceClient extends EventEmitter {
   }
 
   async close(): Promise<void> {
-    if (this.closing) return;
-    this.closing = true;
-    for (const t of [this.retryTimer, this.renewTimer]) if (t) clearTimeout(t);
+    if (this.life.closing) return;
+    this.life.close();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.failWaiting(new IotHubError('NOT_CONNECTED', 'the connection closed before the message was sent'));
     const connection = this.connection;
@@ -343,6 +325,6 @@ export class ServiceClient extends EventEmitter {
     for (const p of this.inflight.values()) p.reject(new IotHubError('CONNECTION_LOST', 'the connection closed before the hub confirmed the message'));
     this.inflight.clear();
     this.feedbackListeners.clear();
-    this.setState({ state: 'closed' });
+    this.life.closed();
   }
 }

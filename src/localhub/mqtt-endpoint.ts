@@ -57,6 +57,14 @@ function connackError(text: string, returnCode: number): Error {
   return Object.assign(new Error(text), { returnCode });
 }
 
+
+function decodedOrSelf(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
 export interface MqttEndpoint {
   listenTls(port: number, host: string, key: string, cert: string): Promise<number>;
   handleStream(stream: Duplex): void;
@@ -74,8 +82,10 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
       const c = client as AedesClient;
       try {
         const m = /^[^/]+\/([^/]+)\/(?:api-version=|\?|$)/.exec(username ?? '');
-        const userDevice = m ? decodeURIComponent(m[1]) : undefined;
-        if (!userDevice || userDevice !== c.id) throw connackError('the user name must be {hub}/{deviceId}/?api-version=... with the client id as device id', 5);
+        // The SDKs write the device id raw, and an id may hold %: decoding first turned "a%41b" into "aAb" and refused it.
+        // A client that percent-encodes its id is still understood.
+        const userDevice = m && (m[1] === c.id || decodedOrSelf(m[1]) === c.id) ? c.id : undefined;
+        if (!userDevice) throw connackError('the user name must be {hub}/{deviceId}/?api-version=... with the client id as device id', 5);
         if (password && password.length > 0) {
           tokenExpiry.set(c, hub.registry.authenticateDevice(password.toString('utf8'), c.id).expiresAt);
         } else {

@@ -7,7 +7,7 @@ const { createSasToken } = require('../../nodes/core/sas.js');
 const { ServiceClient } = require('../../nodes/core/service-client.js');
 const { DeviceClient } = require('../../nodes/core/device-client.js');
 const { openAmqpConnection, Cbs, whenOpen } = require('../../nodes/core/amqp-connection.js');
-const { resolveEndpoint } = require('../../nodes/core/device-client.js');
+const { resolveEndpoint } = require('../../nodes/core/endpoint.js');
 const { startHub, waitFor } = require('../support/flows');
 
 const soon = () => Math.floor(Date.now() / 1000) + 600;

@@ -1,0 +1,40 @@
+/** Where a connection dials and how it trusts the far end: shared by the device transports and the service client. */
+
+export interface Endpoint {
+  /** HostName from the connection string (SAS scope, MQTT user name); may carry :port. */
+  hostName: string;
+  /** Where to dial instead (a gateway, 127.0.0.1 for the local hub). */
+  connectHost?: string;
+  port?: number;
+  ca?: string;
+  rejectUnauthorized?: boolean;
+  tls?: boolean;
+  /** A connection silent this long (no answer to MQTT PINGREQ, no AMQP frame) is taken for dead. Default 180 s, as the SDKs. */
+  keepAliveSec?: number;
+}
+
+export interface ResolvedEndpoint {
+  host: string;
+  hostName: string;
+  port: number;
+  servername: string;
+  ca?: string;
+  rejectUnauthorized: boolean;
+  tls: boolean;
+  keepAliveSec: number;
+}
+
+export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpoint {
+  const m = /^(.*?)(?::(\d+))?$/.exec(e.hostName) as RegExpExecArray;
+  const bareHost = m[1];
+  return {
+    host: e.connectHost || bareHost,
+    hostName: e.hostName,
+    port: e.port || (m[2] ? Number(m[2]) : defaultPort),
+    servername: bareHost,
+    ca: e.ca,
+    rejectUnauthorized: e.rejectUnauthorized !== false,
+    tls: e.tls !== false,
+    keepAliveSec: e.keepAliveSec && e.keepAliveSec > 0 ? e.keepAliveSec : 180,
+  };
+}

@@ -1,0 +1,45 @@
+/**
+ * The contract between DeviceClient and a device transport (mqtt-device.ts, amqp-device.ts): the client hands a
+ * transport its options and a TransportEvents to report to, and gets back a DeviceSession to drive.
+ */
+import type { Endpoint } from './endpoint';
+import type { IotHubError } from './errors';
+import type { ReceivedC2DMessage } from './message';
+import type { RetryOptions } from './retry';
+
+export type DeviceTransport = 'mqtt' | 'mqtt-ws' | 'amqp' | 'amqp-ws';
+
+export const DEFAULT_DEVICE_PORTS: Record<DeviceTransport, number> = { mqtt: 8883, 'mqtt-ws': 443, amqp: 5671, 'amqp-ws': 443 };
+
+export type DeviceCredentials =
+  | { sharedAccessKey: string; sharedAccessKeyName?: string }
+  | { sharedAccessSignature: string }
+  | { cert: string; key: string };
+
+export interface DeviceClientOptions extends Endpoint {
+  deviceId: string;
+  transport: DeviceTransport;
+  credentials: DeviceCredentials;
+  tokenLifetimeSec?: number;
+  retry?: RetryOptions;
+  settle?: 'auto' | 'manual';
+}
+
+export type SettleOutcome = 'complete' | 'reject' | 'abandon';
+
+/** What a transport reports back to the client that drives it. */
+export interface TransportEvents {
+  connected(): void;
+  /** ack: acknowledge as the settle mode says (MQTT PUBACK, AMQP accept when automatic); call it once handed over. */
+  message(m: ReceivedC2DMessage, ack: () => void): void;
+  /** The connection is gone; err says why (undefined: closed on purpose). */
+  closed(err?: IotHubError): void;
+}
+
+export interface DeviceSession {
+  settle(lockToken: string, outcome: SettleOutcome): Promise<void>;
+  /** Closes gracefully; pending acknowledgements are flushed first. */
+  end(): Promise<void>;
+  /** Puts a new token on the live connection (AMQP's $cbs); absent where the token rides in CONNECT (MQTT). */
+  renew?(token: string): Promise<void>;
+}
