@@ -1,4 +1,4 @@
-/** The MQTT 3.1.1 device transport (mqtt.js), as IoT Hub wants it (PROTOCOL.md section 3). */
+/** The MQTT 3.1.1 device transport (mqtt.js), as IoT Hub wants it (docs/PROTOCOL.md section 3). */
 import { connect, IClientOptions, MqttClient } from 'mqtt';
 import type { DeviceClientOptions, DeviceSession, ResolvedEndpoint, TransportEvents } from './device-client';
 import { fromConnackCode, IotHubError } from './errors';
