@@ -1,4 +1,4 @@
-/** Opening an AMQP connection to IoT Hub (TLS or WebSockets) and claims-based auth on `$cbs` (PROTOCOL.md section 5). */
+/** Opening an AMQP connection to IoT Hub (TLS or WebSockets) and claims-based auth on `$cbs` (docs/PROTOCOL.md section 5). */
 import { randomUUID } from 'node:crypto';
 import { Connection, ConnectionOptions, create_container, EventContext, Message, Receiver, Sender, websocket_connect } from 'rhea';
 import WebSocket from 'ws';

@@ -1,4 +1,4 @@
-/** The AMQP device transport (rhea): CBS auth, the C2D receiver link, complete / reject / abandon (PROTOCOL.md section 4). */
+/** The AMQP device transport (rhea): CBS auth, the C2D receiver link, complete / reject / abandon (docs/PROTOCOL.md section 4). */
 import { Connection, Delivery, EventContext, Message, Receiver } from 'rhea';
 import { amqpConnectionError, Cbs, closeAmqpConnection, openAmqpConnection, whenOpen } from './amqp-connection';
 import { fromAmqpMessage } from './amqp-codec';

@@ -1,6 +1,6 @@
 /**
  * rhea (1.x to 3.x) can coalesce dispositions settled in one tick into a range sent with the
- * first one's outcome (PROTOCOL.md, pitfalls). This settles in order, one outcome per tick.
+ * first one's outcome (docs/PROTOCOL.md, pitfalls). This settles in order, one outcome per tick.
  */
 export class DispositionQueue {
   private queue: { outcome: string; settle: () => void }[] = [];

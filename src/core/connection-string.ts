@@ -1,5 +1,5 @@
 /**
- * IoT Hub connection strings (PROTOCOL.md section 1): `key=value` pairs joined by `;`, split at the first `=`.
+ * IoT Hub connection strings (docs/PROTOCOL.md section 1): `key=value` pairs joined by `;`, split at the first `=`.
  * Errors name the key at fault and the fix, and never contain a key's value.
  */
 import { IotHubError } from './errors';

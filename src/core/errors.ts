@@ -35,7 +35,7 @@ export class IotHubError extends Error {
   }
 }
 
-/** AMQP error conditions IoT Hub uses (PROTOCOL.md section 5); the local hub rejects with these. */
+/** AMQP error conditions IoT Hub uses (docs/PROTOCOL.md section 5); the local hub rejects with these. */
 export const AMQP_CONDITIONS = {
   notFound: 'amqp:not-found',
   resourceLimitExceeded: 'amqp:resource-limit-exceeded',

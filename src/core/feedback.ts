@@ -1,5 +1,5 @@
 /**
- * Feedback bodies (PROTOCOL.md section 6): a UTF-8 JSON array of records. Readers accept camelCase
+ * Feedback bodies (docs/PROTOCOL.md section 6): a UTF-8 JSON array of records. Readers accept camelCase
  * and PascalCase keys and numeric status codes (older docs); writers use camelCase.
  */
 import { IotHubError } from './errors';

@@ -1,4 +1,4 @@
-/** The MQTT 3.1.1 device transport (mqtt.js), as IoT Hub wants it (PROTOCOL.md section 3). */
+/** The MQTT 3.1.1 device transport (mqtt.js), as IoT Hub wants it (docs/PROTOCOL.md section 3). */
 import { connect, IClientOptions, MqttClient } from 'mqtt';
 import type { ResolvedEndpoint } from './endpoint';
 import type { DeviceClientOptions, DeviceSession, TransportEvents } from './transport';

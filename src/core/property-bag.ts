@@ -1,5 +1,5 @@
 /**
- * The MQTT property bag (PROTOCOL.md section 3): C2D topics are
+ * The MQTT property bag (docs/PROTOCOL.md section 3): C2D topics are
  * `devices/{id}/messages/devicebound/{bag}` where the bag is `&`-joined url-encoded `key=value`
  * pairs and system keys start with `$.`, written `%24.`.
  */

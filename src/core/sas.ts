@@ -1,5 +1,5 @@
 /**
- * SAS tokens (PROTOCOL.md section 2): the one signer and verifier, used by the clients and the local hub.
+ * SAS tokens (docs/PROTOCOL.md section 2): the one signer and verifier, used by the clients and the local hub.
  * `SharedAccessSignature sr={url-encoded resource}&sig={url-encoded base64 HMAC}&se={expiry}[&skn={policy}]`
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';

@@ -1,6 +1,6 @@
 /**
  * The local hub's AMQP 1.0 endpoint (rhea in listen mode): CBS put-token, the service's C2D sender and
- * feedback receiver links, and the device's C2D receiver link (PROTOCOL.md sections 4 to 6).
+ * feedback receiver links, and the device's C2D receiver link (docs/PROTOCOL.md sections 4 to 6).
  */
 import * as net from 'node:net';
 import { Connection, create_container, Delivery, EventContext, Message, message as rheaMessage, Receiver, Sender, string_to_uuid, types } from 'rhea';

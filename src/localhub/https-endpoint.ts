@@ -1,5 +1,5 @@
 /**
- * The local hub's HTTPS port: the registry and purge REST API (PROTOCOL.md section 8) and the
+ * The local hub's HTTPS port: the registry and purge REST API (docs/PROTOCOL.md section 8) and the
  * WebSocket transports (`/$iothub/websocket` for MQTT and AMQP, `/$servicebus/websocket` for AMQP).
  */
 import * as https from 'node:https';

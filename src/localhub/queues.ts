@@ -1,5 +1,5 @@
 /**
- * Where a C2D queue lives: per-device queues with IoT Hub's semantics (PROTOCOL.md section 7) and the
+ * Where a C2D queue lives: per-device queues with IoT Hub's semantics (docs/PROTOCOL.md section 7) and the
  * hub's feedback queue. Transport-neutral: endpoints attach sinks and report completions.
  */
 import { randomUUID } from 'node:crypto';

@@ -1,6 +1,6 @@
 /**
  * The local hub's identity registry: devices with symmetric keys (or X.509 thumbprints), hub-level
- * shared access policies with permissions, and SAS verification against them (PROTOCOL.md section 2).
+ * shared access policies with permissions, and SAS verification against them (docs/PROTOCOL.md section 2).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { IotHubError } from '../core/errors';

@@ -1,5 +1,5 @@
 'use strict';
-// The command line as DESIGN.md specifies it: one JSON line, working strings, clean exit on SIGTERM and SIGINT.
+// The command line as docs/ARCHITECTURE.md specifies it: one JSON line, working strings, clean exit on SIGTERM and SIGINT.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
