@@ -13,7 +13,7 @@ async function main() {
   fs.mkdirSync(userDir, { recursive: true });
   const firstStart = !fs.existsSync(path.join(userDir, 'flows.json'));
   // The same module instance the config nodes load (require follows the symlink), so they share this hub.
-  const { acquireLocalHub, releaseLocalHub } = require(path.join(root, 'nodes', 'local-hub-runtime.js'));
+  const { acquireLocalHub, releaseLocalHub } = require(path.join(root, 'nodes', 'localhub', 'shared-hub.js'));
   const hub = await acquireLocalHub({ mqttsPort: 8883, amqpsPort: 5671, httpsPort: 8443 }, userDir);
   const device = 'MyDevice';
   let deviceString;

@@ -3,9 +3,10 @@ import { DeliveryTracker } from './core/delivery-tracker';
 import type { StatusEvent } from './core/state';
 import { IotHubError } from './core/errors';
 import { ServiceLease } from './core/hub-session';
-import { AckMode } from './core/message';
-import { buildC2DMessage, EvaluatedRow, MappingRow, parseAck, parseExpiry, renderTemplate } from './core/outgoing';
+import { buildC2DMessage, EvaluatedRow, MappingRow, parseAck, parseExpiry, renderTemplate } from './core/message-builder';
 import type { ConnectionNode } from './iothub-connection';
+import { holdLease } from './node-lease';
+import { c2dSendSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeMessage } from './node-red';
 
 module.exports = function (RED: NodeAPI) {
@@ -36,37 +37,22 @@ module.exports = function (RED: NodeAPI) {
   function C2DSendNode(this: Node, def: NodeDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const config = RED.nodes.getNode(def.connection as string) as ConnectionNode | null;
-    const rows: MappingRow[] = Array.isArray(def.mappings) ? (def.mappings as MappingRow[]) : [];
-    const nodeAck: AckMode = (['none', 'positive', 'negative', 'full'].includes(def.ack as string) ? def.ack : 'none') as AckMode;
-    const ttl = Number(def.ttl);
-    const ttlSec = Number.isFinite(ttl) && ttl > 0 ? ttl : undefined;
-    const trackDelivery = def.trackDelivery === true || def.trackDelivery === 'true';
-    const trackTimeoutMs = (Number(def.trackTimeout) > 0 ? Number(def.trackTimeout) : 60) * 1000;
-    const deviceIdType = typeof def.deviceIdType === 'string' ? def.deviceIdType : 'str';
-    const deviceIdValue = typeof def.deviceId === 'string' ? def.deviceId : '';
+    const { connection, rows, ack: nodeAck, ttlSec, trackDelivery, trackTimeoutMs, deviceIdType, deviceId: deviceIdValue } = c2dSendSettings(def);
+    const config = RED.nodes.getNode(connection) as ConnectionNode | null;
     const tracker = new DeliveryTracker();
-    let lease: ServiceLease | undefined;
-    let leaseError: Error | undefined;
     let removeFeedback: (() => void) | undefined;
-    let closing = false;
 
     const ready: Promise<ServiceLease> = config
       ? config.configError
         ? Promise.reject(config.configError)
         : config.useService((ev: StatusEvent) => node.status(config.statusOf(ev)))
       : Promise.reject(new IotHubError('INVALID_ARGUMENT', RED._('iothub-c2d-send.errors.noConfig'), { field: 'connection' }));
-    ready.then((l) => {
-      if (closing) {
-        void l.release(false);
-        return;
-      }
-      lease = l;
+    const held = holdLease(RED, node, ready, (l) => {
       if (trackDelivery) removeFeedback = l.addFeedbackListener((records) => tracker.handleRecords(records));
-    }, (err: Error) => {
-      leaseError = err;
-      node.status({ fill: 'red', shape: 'ring', text: err instanceof IotHubError ? err.code.toLowerCase().replace(/_/g, ' ') : 'error' });
-      node.error(err.message);
+    }, () => {
+      const dropped = tracker.close();
+      if (dropped > 0) node.warn(RED._('iothub-c2d-send.track.dropped', { n: dropped }));
+      if (removeFeedback) removeFeedback();
     });
 
     function checkedDeviceId(id: unknown): string {
@@ -104,6 +90,7 @@ module.exports = function (RED: NodeAPI) {
     node.on('input', (msg, send, done) => {
       // A fixed device id, no property rows and a live connection need no await before the send itself: every
       // promise saved is one less object kept alive per msg in flight (a burst of thousands is GC-bound).
+      const lease = held.lease;
       if (deviceIdType === 'str' && rows.length === 0 && lease) {
         try {
           dispatch(msg, send, done, checkedDeviceId(deviceIdValue || msg.deviceId), [], lease);
@@ -115,20 +102,10 @@ module.exports = function (RED: NodeAPI) {
       (async () => {
         const deviceId = checkedDeviceId(deviceIdType === 'str' ? deviceIdValue || msg.deviceId : await evaluate(node, deviceIdValue, deviceIdType, msg));
         const evaluated = rows.length > 0 ? await evaluateRows(node, rows, msg) : [];
-        const l = lease ?? (leaseError ? undefined : await ready);
-        if (!l) throw leaseError ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
+        const l = held.lease ?? (held.error ? undefined : await ready);
+        if (!l) throw held.error ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
         dispatch(msg, send, done, deviceId, evaluated, l);
       })().catch((err: Error) => done(err));
-    });
-
-    node.on('close', (removed, done) => {
-      closing = true;
-      const dropped = tracker.close();
-      if (dropped > 0) node.warn(RED._('iothub-c2d-send.track.dropped', { n: dropped }));
-      if (removeFeedback) removeFeedback();
-      const l = lease;
-      lease = undefined;
-      (l ? l.release(removed) : Promise.resolve()).then(() => done(), () => done());
     });
   }
   RED.nodes.registerType('iothub-c2d-send', C2DSendNode);

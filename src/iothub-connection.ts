@@ -4,10 +4,11 @@
  */
 import { ConnectionInfo, parseConnectionString } from './core/connection-string';
 import type { StatusEvent } from './core/state';
-import type { DeviceTransport } from './core/transport';
 import { IotHubError } from './core/errors';
 import { Capabilities, capabilitiesOf, DeviceLease, DeviceUser, HubSession, ServiceLease } from './core/hub-session';
-import { acquireLocalHub, LocalHubSettings, releaseLocalHub } from './local-hub-runtime';
+import { acquireLocalHub, releaseLocalHub } from './localhub/shared-hub';
+import { failureStatus } from './node-lease';
+import { connectionSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeStatus } from './node-red';
 
 export interface ConnectionNode extends Node {
@@ -17,13 +18,6 @@ export interface ConnectionNode extends Node {
   useDevice(deviceId: string, user: DeviceUser, settle: 'auto' | 'manual'): Promise<DeviceLease>;
   useService(onStatus: (s: StatusEvent) => void): Promise<ServiceLease>;
   statusOf(ev: StatusEvent): NodeStatus;
-}
-
-const DEVICE_TRANSPORTS: DeviceTransport[] = ['mqtt', 'mqtt-ws', 'amqp', 'amqp-ws'];
-
-function int(v: unknown): number | undefined {
-  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-  return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : undefined;
 }
 
 module.exports = function (RED: NodeAPI) {
@@ -46,7 +40,7 @@ module.exports = function (RED: NodeAPI) {
         text: RED._('iothub-connection.status.reconnecting', { s: Math.ceil((ev.nextRetryMs ?? 0) / 1000), n: ev.attempt ?? 1 }),
       };
       case 'unauthorized': return { fill: 'red', shape: 'ring', text: RED._('iothub-connection.status.unauthorized') };
-      case 'error': return { fill: 'red', shape: 'ring', text: ev.error ? ev.error.code.toLowerCase().replace(/_/g, ' ') : RED._('iothub-connection.status.error') };
+      case 'error': return ev.error ? failureStatus(RED, ev.error) : { fill: 'red', shape: 'ring', text: RED._('iothub-connection.status.error') };
       default: return { fill: 'grey', shape: 'ring', text: RED._('iothub-connection.status.disconnected') };
     }
   }
@@ -54,29 +48,20 @@ module.exports = function (RED: NodeAPI) {
   function IotHubConnectionNode(this: ConnectionNode, def: NodeDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const mode = def.mode === 'local' ? 'local' : 'azure';
-    const deviceTransport = DEVICE_TRANSPORTS.includes(def.deviceTransport as DeviceTransport) ? def.deviceTransport as DeviceTransport : 'mqtt';
-    const serviceTransport = def.serviceTransport === 'amqp-ws' ? 'amqp-ws' : 'amqp';
-    const tokenLifetimeSec = int(def.tokenLifetime) || 3600;
-    const keepAliveSec = int(def.keepAlive) || 180;
-    // While the hub is unreachable, sends wait in a bounded queue, then fail loudly.
-    const queue = { sendQueueLimit: Number(def.sendQueueLimit) > 0 ? Number(def.sendQueueLimit) : 10_000, sendQueueTimeoutMs: (Number(def.sendQueueTimeout) > 0 ? Number(def.sendQueueTimeout) : 30) * 1000 };
+    const settings = connectionSettings(def);
+    const { deviceTransport, serviceTransport, tokenLifetimeSec, keepAliveSec, sendQueueLimit, sendQueueTimeoutMs } = settings;
+    const common = { deviceTransport, serviceTransport, tokenLifetimeSec, keepAliveSec, sendQueueLimit, sendQueueTimeoutMs };
     node.statusOf = statusOf;
 
     let session: Promise<HubSession>;
     let usingLocalHub = false;
-    if (mode === 'local') {
-      const lh = (def.localHub && typeof def.localHub === 'object' ? def.localHub : {}) as Record<string, unknown>;
-      const settings: LocalHubSettings = {
-        mqttsPort: int(lh.mqttsPort), amqpsPort: int(lh.amqpsPort), httpsPort: int(lh.httpsPort),
-        dataDir: typeof lh.dataDir === 'string' && lh.dataDir ? lh.dataDir : undefined,
-      };
+    if (settings.mode === 'local') {
       usingLocalHub = true;
       node.capabilities = { service: true, anyDevice: true };
-      session = acquireLocalHub(settings, RED.settings.userDir).then((hub) => {
+      session = acquireLocalHub(settings.localHub, RED.settings.userDir).then((hub) => {
         const connection = parseConnectionString(hub.hubConnectionString);
         return new HubSession({
-          connection, deviceTransport, serviceTransport, tokenLifetimeSec, keepAliveSec, ...queue,
+          connection, ...common,
           connectHost: '127.0.0.1',
           ports: { mqtt: hub.ports.mqtts, amqp: hub.ports.amqps, ws: hub.ports.https },
           ca: hub.caPem,
@@ -85,8 +70,7 @@ module.exports = function (RED: NodeAPI) {
     } else {
       let connection: ConnectionInfo | undefined;
       try {
-        // connectionStringEnv names an environment variable, so an exported flow can point at a secret without holding it.
-        const envName = typeof def.connectionStringEnv === 'string' ? def.connectionStringEnv.trim() : '';
+        const envName = settings.connectionStringEnv;
         const text = (expandEnv(node, node.credentials?.connectionString) || (envName ? expandEnv(node, '${' + envName + '}') : ''))?.trim();
         if (!text) {
           throw new IotHubError('INVALID_CONNECTION_STRING',
@@ -105,8 +89,8 @@ module.exports = function (RED: NodeAPI) {
       const ok = connection;
       session = ok
         ? Promise.resolve(new HubSession({
-          connection: ok, deviceTransport, serviceTransport, tokenLifetimeSec, keepAliveSec, ...queue,
-          ports: { mqtt: int(def.mqttPort), amqp: int(def.amqpPort), ws: int(def.wsPort) },
+          connection: ok, ...common,
+          ports: settings.ports,
           ca: expandEnv(node, node.credentials?.ca) || undefined,
           cert: expandEnv(node, node.credentials?.cert) || undefined,
           key: expandEnv(node, node.credentials?.key) || undefined,

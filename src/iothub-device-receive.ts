@@ -5,12 +5,14 @@ import { IotHubError } from './core/errors';
 import { DeviceLease } from './core/hub-session';
 import { ReceivedC2DMessage } from './core/message';
 import type { ConnectionNode } from './iothub-connection';
+import { HeldLease, holdLease } from './node-lease';
+import { deviceReceiveSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeMessage } from './node-red';
-import { decodePayload, PayloadOutput } from './payload';
+import { decodePayload, PayloadOutput } from './core/payload';
 
 const OUTCOMES: SettleOutcome[] = ['complete', 'reject', 'abandon'];
 
-export function toMsg(deviceId: string, m: ReceivedC2DMessage, output: PayloadOutput): NodeMessage {
+function toMsg(deviceId: string, m: ReceivedC2DMessage, output: PayloadOutput): NodeMessage {
   const msg: NodeMessage = { topic: `devices/${deviceId}/messages/devicebound`, deviceId };
   // Only what the message has: absent system properties stay absent rather than showing as undefined in the debug
   // sidebar (set, not deleted afterwards, which would slow every later access to the msg).
@@ -35,12 +37,10 @@ module.exports = function (RED: NodeAPI) {
   function DeviceReceiveNode(this: Node, def: NodeDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const config = RED.nodes.getNode(def.connection as string) as ConnectionNode | null;
-    const output = (['auto', 'string', 'buffer', 'json'].includes(def.output as string) ? def.output : 'auto') as PayloadOutput;
-    const settle = def.settle === 'manual' ? 'manual' : 'auto';
-    const deviceId = (typeof def.deviceId === 'string' ? def.deviceId.trim() : '') || config?.capabilities?.deviceId || '';
-    let lease: DeviceLease | undefined;
-    let closing = false;
+    const { connection, output, settle, deviceId: ownId } = deviceReceiveSettings(def);
+    const config = RED.nodes.getNode(connection) as ConnectionNode | null;
+    const deviceId = ownId || config?.capabilities?.deviceId || '';
+    let held: HeldLease<DeviceLease> | undefined;
     // Manual mode: messages handed out and not yet settled. The hub redelivers them after its lock time; say so.
     const LOCK_MS = 60_000;
     const unsettled = new Map<string, NodeJS.Timeout>();
@@ -70,7 +70,7 @@ module.exports = function (RED: NodeAPI) {
       node.error(RED._('iothub-device-receive.errors.noDevice'));
     } else {
       node.status({ fill: 'yellow', shape: 'ring', text: RED._('iothub-device-receive.status.connecting') });
-      config.useDevice(deviceId, {
+      held = holdLease(RED, node, config.useDevice(deviceId, {
         onStatus: (ev: StatusEvent) => {
           node.status(config.statusOf(ev));
           if (ev.state === 'unauthorized' || ev.state === 'error') {
@@ -90,12 +90,9 @@ module.exports = function (RED: NodeAPI) {
           if (settle === 'manual' && typeof msg.lockToken === 'string') watchLock(msg.lockToken);
           node.send(msg);
         },
-      }, settle).then((l) => {
-        if (closing) void l.release(false);
-        else lease = l;
-      }, (err: Error) => {
-        fail(err instanceof IotHubError ? err.code.toLowerCase().replace(/_/g, ' ') : 'error');
-        node.error(err.message);
+      }, settle), () => undefined, () => {
+        for (const t of unsettled.values()) clearTimeout(t);
+        unsettled.clear();
       });
     }
 
@@ -114,6 +111,7 @@ module.exports = function (RED: NodeAPI) {
         done(new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.badSettle'), { field: 'settle' }));
         return;
       }
+      const lease = held?.lease;
       if (!lease) {
         done(new IotHubError('NOT_CONNECTED', RED._('iothub-device-receive.errors.notConnected')));
         return;
@@ -125,15 +123,6 @@ module.exports = function (RED: NodeAPI) {
         send([null, msg]);
         done();
       }, (err: Error) => done(err));
-    });
-
-    node.on('close', (removed, done) => {
-      closing = true;
-      for (const t of unsettled.values()) clearTimeout(t);
-      unsettled.clear();
-      const l = lease;
-      lease = undefined;
-      (l ? l.release(removed) : Promise.resolve()).then(() => done(), () => done());
     });
   }
   RED.nodes.registerType('iothub-device-receive', DeviceReceiveNode);

@@ -4,6 +4,7 @@
  */
 import { message as rheaMessage, Message, string_to_uuid, uuid_to_string } from 'rhea';
 import { AckMode, ACK_MODES, C2DMessage, ReceivedC2DMessage } from './message';
+import { c2dAddress } from './amqp-address';
 
 // The SDK's own test: only such ids travel as AMQP uuid (lowercase, version 1-5, RFC variant).
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -17,20 +18,6 @@ function decodeId(v: unknown): string | undefined {
   if (Buffer.isBuffer(v) && v.length === 16) return uuid_to_string(v);
   if (Buffer.isBuffer(v)) return v.toString('utf8');
   return String(v);
-}
-
-export function c2dAddress(deviceId: string): string {
-  return `/devices/${encodeURIComponent(deviceId)}/messages/devicebound`;
-}
-
-export function deviceIdFromTo(to: string): string | undefined {
-  const m = /^\/devices\/([^/]+)\/messages\/devicebound$/i.exec(to);
-  if (!m) return undefined;
-  try {
-    return decodeURIComponent(m[1]);
-  } catch {
-    return undefined;
-  }
 }
 
 /** The application properties on the wire: `iothub-ack` first, then the message's own. */

@@ -2,7 +2,8 @@
 import { Connection, Delivery, EventContext, Message, Receiver } from 'rhea';
 import { amqpConnectionError, Cbs, closeAmqpConnection, openAmqpConnection, whenOpen } from './amqp-connection';
 import { fromAmqpMessage } from './amqp-codec';
-import { DispositionQueue } from './amqp-settle';
+import { c2dAddress } from './amqp-address';
+import { DispositionQueue } from './disposition-queue';
 import type { ResolvedEndpoint } from './endpoint';
 import type { DeviceClientOptions, DeviceSession, SettleOutcome, TransportEvents } from './transport';
 import { fromAmqpError, IotHubError } from './errors';
@@ -39,7 +40,7 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
       if (done) return;
     }
     receiver = connection.open_receiver({
-      source: { address: `/devices/${encodeURIComponent(o.deviceId)}/messages/devicebound` },
+      source: { address: c2dAddress(o.deviceId) },
       autoaccept: false,
       credit_window: 1000,
     });

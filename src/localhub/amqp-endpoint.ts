@@ -4,12 +4,14 @@
  */
 import * as net from 'node:net';
 import { Connection, create_container, Delivery, EventContext, Message, message as rheaMessage, Receiver, Sender, string_to_uuid, types } from 'rhea';
-import { DispositionQueue } from '../core/amqp-settle';
-import { deviceIdFromTo, fromAmqpMessage, toAmqpMessage } from '../core/amqp-codec';
+import { DispositionQueue } from '../core/disposition-queue';
+import { deviceIdOfC2dAddress } from '../core/amqp-address';
+import { fromAmqpMessage, toAmqpMessage } from '../core/amqp-codec';
 import { AMQP_CONDITIONS, IotHubError } from '../core/errors';
 import { encodeFeedbackBody, FEEDBACK_CONTENT_TYPE } from '../core/feedback';
 import { HubContext } from './context';
-import { FeedbackBatch, QueuedMessage } from './queues';
+import { QueuedMessage } from './c2d-queues';
+import { FeedbackBatch } from './feedback-queue';
 import { Identity } from './registry';
 
 /** An open link: whose token keeps it open (a device id, or '' for the back end) and what it holds (a queue, the feedback). */
@@ -33,17 +35,6 @@ class SaslMechanism {
   constructor(private readonly check: (response: Buffer | undefined, m: SaslMechanism) => boolean) {}
   start(response?: Buffer): void {
     this.outcome = this.check(response, this);
-  }
-}
-
-/** The device id of a `/devices/{id}/messages/devicebound` link address, in its original case. */
-function deviceIdOfLink(address: string | undefined): string | undefined {
-  const m = /^\/devices\/([^/]+)\/messages\/devicebound$/i.exec((address ?? '').replace(/^amqps?:\/\/[^/]+/i, ''));
-  if (!m) return undefined;
-  try {
-    return decodeURIComponent(m[1]);
-  } catch {
-    return undefined;
   }
 }
 
@@ -202,7 +193,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       s.links.set(snd, { owner: '', release: detach });
       return;
     }
-    const deviceId = deviceIdOfLink(snd.source?.address);
+    const deviceId = deviceIdOfC2dAddress(snd.source?.address);
     if (deviceId !== undefined) {
       if (!deviceAllowed(s, deviceId)) return unauthorizedLink(snd, `this connection has no valid token for device ${deviceId}`);
       const release = hub.claimDevice(deviceId, () => snd.close({ condition: AMQP_CONDITIONS.detachForced, description: 'another connection opened for this device (400027 ConnectionForcefullyClosedOnNewConnection)' }));
@@ -238,7 +229,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     const addr = path(ctx.sender?.source?.address);
     if (addr === '/messages/servicebound/feedback') hub.feedback.pump();
     // Device ids are case-sensitive: take the id from the address as sent, not the lower-cased path.
-    const deviceId = deviceIdOfLink(ctx.sender?.source?.address);
+    const deviceId = deviceIdOfC2dAddress(ctx.sender?.source?.address);
     if (deviceId !== undefined) hub.queues.pump(deviceId);
   });
 
@@ -297,7 +288,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     let outcome: { ok: true } | { ok: false; condition: string; description: string };
     try {
       if (!serviceAllowed(s)) throw new IotHubError('UNAUTHORIZED', 'the token has expired: renew it with put-token', { amqpCondition: AMQP_CONDITIONS.unauthorized });
-      const deviceId = deviceIdFromTo(String(msg.to ?? ''));
+      const deviceId = deviceIdOfC2dAddress(String(msg.to ?? ''));
       if (!deviceId) throw new IotHubError('INVALID_ARGUMENT', 'the message "to" must be /devices/{deviceId}/messages/devicebound', { amqpCondition: AMQP_CONDITIONS.argumentError });
       if (!hub.registry.devices.has(deviceId)) {
         throw new IotHubError('DEVICE_NOT_FOUND', JSON.stringify({ errorCode: 404001, message: `Device ${deviceId} not registered`, timestampUtc: new Date().toISOString() }), { amqpCondition: AMQP_CONDITIONS.notFound });

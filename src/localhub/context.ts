@@ -1,5 +1,6 @@
 /** What the local hub's endpoints share: the registry, the queues and the one-connection-per-device rule. */
-import { C2DQueues, FeedbackQueue } from './queues';
+import { C2DQueues } from './c2d-queues';
+import { FeedbackQueue } from './feedback-queue';
 import { Registry } from './registry';
 
 export type LogFn = (level: 'info' | 'warn' | 'error' | 'debug', text: string) => void;

@@ -7,7 +7,7 @@ import * as tls from 'node:tls';
 import { Duplex } from 'node:stream';
 import { c2dSubscription, c2dTopic } from '../core/property-bag';
 import { HubContext } from './context';
-import { QueuedMessage } from './queues';
+import { QueuedMessage } from './c2d-queues';
 
 /** The slice of aedes' client this endpoint uses. */
 interface AedesClient {

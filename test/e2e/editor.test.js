@@ -42,7 +42,7 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
   t.after(async () => {
     await browser.close();
     await red.stop();
-    const { releaseLocalHub } = require(path.join(root, 'nodes', 'local-hub-runtime.js'));
+    const { releaseLocalHub } = require(path.join(root, 'nodes', 'localhub', 'shared-hub.js'));
     await releaseLocalHub(0);
     fs.rmSync(userDir, { recursive: true, force: true });
   });

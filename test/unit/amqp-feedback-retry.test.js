@@ -2,7 +2,8 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const rhea = require('rhea');
-const { toAmqpMessage, fromAmqpMessage, deviceIdFromTo, c2dAddress } = require('../../nodes/core/amqp-codec.js');
+const { toAmqpMessage, fromAmqpMessage } = require('../../nodes/core/amqp-codec.js');
+const { deviceIdOfC2dAddress, c2dAddress } = require('../../nodes/core/amqp-address.js');
 const { parseFeedbackBody, encodeFeedbackBody } = require('../../nodes/core/feedback.js');
 const { RetryPolicy } = require('../../nodes/core/retry.js');
 const { fromAmqpError, fromConnackCode, redact, AMQP_CONDITIONS } = require('../../nodes/core/errors.js');
@@ -34,9 +35,10 @@ test('a C2D message survives the AMQP wire with every field', () => {
   assert.equal(back.ack, 'full');
   assert.deepEqual(back.properties, m.properties);
   assert.deepEqual(back.body, m.body);
-  assert.equal(deviceIdFromTo(back.to), 'dev/1 é');
-  assert.equal(deviceIdFromTo('/devices/x/messages/deviceBound'), 'x');
-  assert.equal(deviceIdFromTo('/devices/x/messages/events'), undefined);
+  assert.equal(deviceIdOfC2dAddress(back.to), 'dev/1 é');
+  assert.equal(deviceIdOfC2dAddress('/devices/x/messages/deviceBound'), 'x');
+  assert.equal(deviceIdOfC2dAddress('/devices/x/messages/events'), undefined);
+  assert.equal(deviceIdOfC2dAddress('amqps://hub.azure-devices.net/devices/x%2By/messages/devicebound'), 'x+y');
   assert.equal(c2dAddress('a b'), '/devices/a%20b/messages/devicebound');
 });
 

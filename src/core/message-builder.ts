@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import Mustache from 'mustache';
 import { IotHubError } from './errors';
+import { payloadToBody } from './payload';
 import { AckMode, ACK_MODES, C2DMessage, MAX_C2D_MESSAGE_BYTES, MAX_MESSAGE_ID_LENGTH, messageSize } from './message';
 
 /** A row of the node's mapping table as saved in the flow. */
@@ -35,26 +36,6 @@ function invalid(field: string, text: string): IotHubError {
 /** Renders a mustache template against the msg without HTML escaping (values go on the wire, not into a page). */
 export function renderTemplate(template: string, view: unknown): string {
   return Mustache.render(template, view, {}, { escape: (s: string) => s });
-}
-
-/** Body and implied content type for a msg.payload. */
-export function payloadToBody(payload: unknown): { body: Buffer; contentType?: string } {
-  if (Buffer.isBuffer(payload)) return { body: payload };
-  if (typeof payload === 'string') return { body: Buffer.from(payload, 'utf8') };
-  if (typeof payload === 'number' || typeof payload === 'boolean') return { body: Buffer.from(String(payload), 'utf8') };
-  if (payload === undefined || payload === null) {
-    throw invalid('payload', 'msg.payload is empty: set it to a string, Buffer, number or object to send');
-  }
-  if (typeof payload === 'object') {
-    let json: string;
-    try {
-      json = JSON.stringify(payload);
-    } catch (err) {
-      throw invalid('payload', `msg.payload cannot be serialised to JSON (${(err as Error).message}): send a string or Buffer instead`);
-    }
-    return { body: Buffer.from(json, 'utf8'), contentType: 'application/json' };
-  }
-  throw invalid('payload', `msg.payload of type ${typeof payload} cannot be sent: use a string, Buffer, number or object`);
 }
 
 /** Reads an ack mode from the msg or the node setting. */

@@ -1,7 +1,8 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { buildC2DMessage, payloadToBody, parseExpiry, parseAck, renderTemplate } = require('../../nodes/core/outgoing.js');
+const { buildC2DMessage, parseExpiry, parseAck, renderTemplate } = require('../../nodes/core/message-builder.js');
+const { payloadToBody } = require('../../nodes/core/payload.js');
 const { MAX_C2D_MESSAGE_BYTES } = require('../../nodes/core/message.js');
 
 const base = { rows: [], ack: 'none' };

@@ -3,7 +3,7 @@
  * started by the first and stopped shortly after the last lets go (a redeploy re-acquires it).
  */
 import * as path from 'node:path';
-import { LocalHub, LocalHubOptions, start } from './localhub';
+import { LocalHub, LocalHubOptions, start } from './index';
 
 export interface LocalHubSettings {
   mqttsPort?: number;
