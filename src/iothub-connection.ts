@@ -4,6 +4,7 @@
  */
 import { ConnectionInfo, parseConnectionString } from './core/connection-string';
 import type { StatusEvent } from './core/state';
+import type { DeviceCredentials } from './core/transport';
 import { IotHubError } from './core/errors';
 import { Capabilities, capabilitiesOf, DeviceLease, DeviceUser, HubSession, ServiceLease } from './core/hub-session';
 import { acquireLocalHub, releaseLocalHub } from './localhub/shared-hub';
@@ -15,7 +16,7 @@ export interface ConnectionNode extends Node {
   /** Why this config cannot connect, if it cannot (shown by every user). */
   configError?: IotHubError;
   capabilities?: Capabilities;
-  useDevice(deviceId: string, user: DeviceUser, settle: 'auto' | 'manual'): Promise<DeviceLease>;
+  useDevice(deviceId: string, user: DeviceUser, settle: 'auto' | 'manual', credentials?: DeviceCredentials & { hostName?: string }): Promise<DeviceLease>;
   useService(onStatus: (s: StatusEvent) => void): Promise<ServiceLease>;
   statusOf(ev: StatusEvent): NodeStatus;
 }
@@ -100,7 +101,7 @@ module.exports = function (RED: NodeAPI) {
     // Users see the failure through their own calls; this keeps an unused rejection quiet.
     session.catch(() => undefined);
 
-    node.useDevice = async (deviceId, user, settle) => (await session).acquireDevice(deviceId, user, settle);
+    node.useDevice = async (deviceId, user, settle, credentials) => (await session).acquireDevice(deviceId, user, settle, credentials);
     node.useService = async (onStatus) => (await session).acquireService(onStatus);
 
     node.on('close', (removed, done) => {

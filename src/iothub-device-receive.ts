@@ -1,13 +1,17 @@
-/** device receive: acts as a device and emits one msg per C2D message. */
-import type { StatusEvent } from './core/state';
-import type { SettleOutcome } from './core/transport';
+/**
+ * device receive: acts as one device, a list of them, or devices connected at run time by msg.action, and emits one
+ * msg per C2D message, each with its deviceId.
+ */
+import { parseConnectionString } from './core/connection-string';
+import { DeviceFleet } from './core/device-fleet';
 import { IotHubError } from './core/errors';
-import { DeviceLease } from './core/hub-session';
 import { ReceivedC2DMessage } from './core/message';
+import type { ConnectionState, StatusEvent } from './core/state';
+import type { DeviceCredentials, SettleOutcome } from './core/transport';
 import type { ConnectionNode } from './iothub-connection';
-import { HeldLease, holdLease } from './node-lease';
+import { failureStatus } from './node-lease';
 import { deviceReceiveSettings } from './node-settings';
-import { Node, NodeAPI, NodeDef, NodeMessage } from './node-red';
+import { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from './node-red';
 import { decodePayload, PayloadOutput } from './core/payload';
 
 const OUTCOMES: SettleOutcome[] = ['complete', 'reject', 'abandon'];
@@ -33,70 +37,187 @@ function toMsg(deviceId: string, m: ReceivedC2DMessage, output: PayloadOutput): 
   return msg;
 }
 
+/** The ids a device list setting holds: a JSON array of strings, or a string of ids between spaces or new lines. */
+function idsOf(value: unknown): string[] {
+  if (Array.isArray(value)) {
+    return value.map((v, i) => {
+      if (typeof v !== 'string') throw new IotHubError('INVALID_ARGUMENT', `device list entry ${i + 1} is not a string`, { field: 'deviceId' });
+      return v.trim();
+    }).filter(Boolean);
+  }
+  if (typeof value === 'string') return value.split(/\s+/).filter(Boolean);
+  if (value === undefined || value === null) return [];
+  throw new IotHubError('INVALID_ARGUMENT', 'the device list must be a string of ids or an array of strings', { field: 'deviceId' });
+}
+
+/** A device's own credentials from a connect msg: msg.connectionString (a device connection string) or msg.sharedAccessKey. */
+function credentialsOf(msg: NodeMessage, deviceId: string): (DeviceCredentials & { hostName?: string }) | undefined {
+  if (msg.connectionString !== undefined) {
+    if (typeof msg.connectionString !== 'string') throw new IotHubError('INVALID_ARGUMENT', 'msg.connectionString must be a string', { field: 'connectionString' });
+    const c = parseConnectionString(msg.connectionString.trim());
+    if (c.kind !== 'device') {
+      throw new IotHubError('INVALID_ARGUMENT', 'msg.connectionString must be a device connection string (HostName=…;DeviceId=…;SharedAccessKey=…)', { field: 'connectionString' });
+    }
+    if (c.deviceId !== deviceId) {
+      throw new IotHubError('INVALID_ARGUMENT', `msg.connectionString is for device "${c.deviceId}", not "${deviceId}"`, { field: 'connectionString' });
+    }
+    if (c.x509) throw new IotHubError('INVALID_ARGUMENT', 'an x509 device string needs a certificate: use a config node with the certificate and key', { field: 'connectionString' });
+    return c.sharedAccessSignature
+      ? { sharedAccessSignature: c.sharedAccessSignature, hostName: c.hostName }
+      : { sharedAccessKey: c.sharedAccessKey as string, hostName: c.hostName };
+  }
+  if (msg.sharedAccessKey !== undefined) {
+    if (typeof msg.sharedAccessKey !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(msg.sharedAccessKey.trim())) {
+      throw new IotHubError('INVALID_ARGUMENT', 'msg.sharedAccessKey must be a base64 key (the device\'s primary or secondary key)', { field: 'sharedAccessKey' });
+    }
+    return { sharedAccessKey: msg.sharedAccessKey.trim() };
+  }
+  return undefined;
+}
+
+const ACTIONS = ['connect', 'disconnect', 'list'];
+
 module.exports = function (RED: NodeAPI) {
+  function summary(counts: Partial<Record<ConnectionState, number>>, size: number): NodeStatus {
+    if (size === 0) return { fill: 'grey', shape: 'ring', text: RED._('iothub-device-receive.status.noDevices') };
+    const parts: string[] = [];
+    for (const state of ['connected', 'connecting', 'reconnecting', 'unauthorized', 'error', 'disconnected', 'closed'] as ConnectionState[]) {
+      if (counts[state]) parts.push(RED._('iothub-device-receive.status.count', { n: counts[state], state: RED._(`iothub-device-receive.state.${state}`) }));
+    }
+    const fill = counts.unauthorized || counts.error ? 'red' : counts.connected === size ? 'green' : 'yellow';
+    return { fill, shape: counts.connected === size ? 'dot' : 'ring', text: parts.join(', ') };
+  }
+
   function DeviceReceiveNode(this: Node, def: NodeDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { connection, output, settle, deviceId: ownId } = deviceReceiveSettings(def);
+    const { connection, output, settle, deviceId: idSetting, deviceIdType } = deviceReceiveSettings(def);
     const config = RED.nodes.getNode(connection) as ConnectionNode | null;
-    const deviceId = ownId || config?.capabilities?.deviceId || '';
-    let held: HeldLease<DeviceLease> | undefined;
-    // Manual mode: messages handed out and not yet settled. The hub redelivers them after its lock time; say so.
+    // Manual mode: messages handed out and not yet settled, by lock token. The hub redelivers them after its lock time; say so.
     const LOCK_MS = 60_000;
-    const unsettled = new Map<string, NodeJS.Timeout>();
+    const unsettled = new Map<string, { deviceId: string; timer: NodeJS.Timeout }>();
     let lapsed = 0;
-    const watchLock = (lockToken: string) => {
-      unsettled.set(lockToken, setTimeout(() => {
-        unsettled.delete(lockToken);
-        lapsed++;
-        node.status({ fill: 'yellow', shape: 'ring', text: RED._('iothub-device-receive.status.lockLapsed', { n: lapsed }) });
-      }, LOCK_MS));
+    const watchLock = (lockToken: string, deviceId: string) => {
+      unsettled.set(lockToken, {
+        deviceId,
+        timer: setTimeout(() => {
+          unsettled.delete(lockToken);
+          lapsed++;
+          node.status({ fill: 'yellow', shape: 'ring', text: RED._('iothub-device-receive.status.lockLapsed', { n: lapsed }) });
+        }, LOCK_MS),
+      });
     };
-    const settled = (lockToken: string) => {
-      const t = unsettled.get(lockToken);
-      if (t) clearTimeout(t);
-      unsettled.delete(lockToken);
+    const fail = (text: string) => node.status({ fill: 'red', shape: 'ring', text });
+
+    let fleet: DeviceFleet | undefined;
+    // One device shows its own status as before; a fleet shows a summary, redrawn at most every 250 ms.
+    let lastSingle: StatusEvent | undefined;
+    let redraw: NodeJS.Timeout | undefined;
+    const showStatus = () => {
+      if (!fleet || !config) return;
+      if (fleet.size === 1 && lastSingle) {
+        node.status(config.statusOf(lastSingle));
+        return;
+      }
+      if (redraw) return;
+      redraw = setTimeout(() => {
+        redraw = undefined;
+        if (fleet) node.status(fleet.size === 1 && lastSingle ? config.statusOf(lastSingle) : summary(fleet.counts(), fleet.size));
+      }, 250);
     };
 
-    const fail = (text: string) => node.status({ fill: 'red', shape: 'ring', text });
+    const add = (deviceId: string, byMsg: boolean, credentials?: DeviceCredentials & { hostName?: string }): Promise<void> =>
+      (fleet as DeviceFleet).add(deviceId, byMsg, credentials).then(showStatus);
 
     if (!config) {
       fail(RED._('iothub-device-receive.status.noConfig'));
       node.error(RED._('iothub-device-receive.errors.noConfig'));
     } else if (config.configError) {
       fail(RED._('iothub-device-receive.status.badConfig'));
-    } else if (!deviceId) {
-      fail(RED._('iothub-device-receive.status.noDevice'));
-      node.error(RED._('iothub-device-receive.errors.noDevice'));
     } else {
-      node.status({ fill: 'yellow', shape: 'ring', text: RED._('iothub-device-receive.status.connecting') });
-      held = holdLease(RED, node, config.useDevice(deviceId, {
-        onStatus: (ev: StatusEvent) => {
-          node.status(config.statusOf(ev));
-          if (ev.state === 'unauthorized' || ev.state === 'error') {
-            if (ev.error) node.warn(ev.error.message);
-          }
+      fleet = new DeviceFleet((deviceId, user, credentials) => config.useDevice(deviceId, user, settle, credentials), {
+        status: (deviceId, ev) => {
+          if (fleet?.size === 1) lastSingle = ev;
+          if ((ev.state === 'unauthorized' || ev.state === 'error') && ev.error) node.warn(fleet && fleet.size > 1 ? `${deviceId}: ${ev.error.message}` : ev.error.message);
+          showStatus();
         },
-        onMessage: (m: ReceivedC2DMessage) => {
+        message: (deviceId, m: ReceivedC2DMessage) => {
           let msg: NodeMessage;
           try {
             msg = toMsg(deviceId, m, output);
           } catch (err) {
             // The body did not fit the chosen output: the Catch node gets it with the raw body.
-            const raw = toMsg(deviceId, m, 'buffer');
-            node.error(err, raw);
+            node.error(err, toMsg(deviceId, m, 'buffer'));
             return;
           }
-          if (settle === 'manual' && typeof msg.lockToken === 'string') watchLock(msg.lockToken);
+          if (settle === 'manual' && typeof msg.lockToken === 'string') watchLock(msg.lockToken, deviceId);
           node.send(msg);
         },
-      }, settle), () => undefined, () => {
-        for (const t of unsettled.values()) clearTimeout(t);
-        unsettled.clear();
       });
+      const start = (ids: string[]) => {
+        if (ids.length === 0) {
+          node.status(summary({}, 0));
+          return;
+        }
+        if (ids.length === 1) node.status({ fill: 'yellow', shape: 'ring', text: RED._('iothub-device-receive.status.connecting') });
+        for (const id of new Set(ids)) {
+          add(id, false).catch((err: Error) => {
+            if (ids.length === 1) node.status(failureStatus(RED, err));
+            node.error(ids.length === 1 ? err.message : `${id}: ${err.message}`);
+          });
+        }
+      };
+      if (deviceIdType === 'str') {
+        start(idSetting ? idsOf(idSetting) : config.capabilities?.deviceId ? [config.capabilities.deviceId] : []);
+      } else {
+        RED.util.evaluateNodeProperty(idSetting, deviceIdType, node, {}, (err, value) => {
+          try {
+            if (err) throw new IotHubError('INVALID_ARGUMENT', `the device list cannot be read (${err.message})`, { field: 'deviceId' });
+            start(idsOf(value));
+          } catch (e) {
+            fail(failureStatus(RED, e).text as string);
+            node.error((e as Error).message);
+          }
+        });
+      }
+    }
+
+    function action(msg: NodeMessage, send: (m: NodeMessage | (NodeMessage | null)[]) => void, done: (err?: Error) => void): void {
+      const name = msg.action;
+      if (typeof name !== 'string' || !ACTIONS.includes(name)) {
+        done(new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.badAction', { action: JSON.stringify(name) }), { field: 'action' }));
+        return;
+      }
+      if (!fleet) {
+        done(new IotHubError('NOT_CONNECTED', RED._('iothub-device-receive.errors.noConfig'), { field: 'connection' }));
+        return;
+      }
+      if (name === 'list') {
+        send({ ...msg, payload: fleet.list() });
+        done();
+        return;
+      }
+      const deviceId = typeof msg.deviceId === 'string' ? msg.deviceId.trim() : '';
+      if (!deviceId) {
+        done(new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.noMsgDevice', { action: name }), { field: 'deviceId' }));
+        return;
+      }
+      let work: Promise<void>;
+      try {
+        work = name === 'connect' ? add(deviceId, true, credentialsOf(msg, deviceId)) : fleet.remove(deviceId).then(showStatus);
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
+      // Credentials given by the msg are held in memory by the connection only: not on the msg that goes on.
+      work.then(() => done(), (err: Error) => done(err));
     }
 
     node.on('input', (msg, send, done) => {
+      if (msg.action !== undefined) {
+        action(msg, send, done);
+        return;
+      }
       if (settle !== 'manual') {
         done(new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.notManual')));
         return;
@@ -111,18 +232,30 @@ module.exports = function (RED: NodeAPI) {
         done(new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.badSettle'), { field: 'settle' }));
         return;
       }
-      const lease = held?.lease;
-      if (!lease) {
+      const watched = unsettled.get(lockToken);
+      const deviceId = typeof msg.deviceId === 'string' && msg.deviceId ? msg.deviceId : watched?.deviceId;
+      if (!fleet || !deviceId || !fleet.has(deviceId)) {
         done(new IotHubError('NOT_CONNECTED', RED._('iothub-device-receive.errors.notConnected')));
         return;
       }
-      settled(lockToken);
-      lease.settle(lockToken, outcome as SettleOutcome).then(() => {
+      if (watched) clearTimeout(watched.timer);
+      unsettled.delete(lockToken);
+      fleet.settle(deviceId, lockToken, outcome as SettleOutcome).then(() => {
         msg.settled = outcome;
         // The second output carries settle results, so a loop back into this node cannot re-trigger itself.
         send([null, msg]);
         done();
       }, (err: Error) => done(err));
+    });
+
+    node.on('close', (removed, done) => {
+      for (const { timer } of unsettled.values()) clearTimeout(timer);
+      unsettled.clear();
+      if (redraw) clearTimeout(redraw);
+      redraw = undefined;
+      const f = fleet;
+      fleet = undefined;
+      (f ? f.close(removed) : Promise.resolve()).then(() => done(), () => done());
     });
   }
   RED.nodes.registerType('iothub-device-receive', DeviceReceiveNode);

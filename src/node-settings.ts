@@ -58,8 +58,10 @@ export function connectionSettings(def: NodeDef): ConnectionSettings {
 
 export interface DeviceReceiveSettings {
   connection: string;
-  /** Blank: the device of a device connection string. */
+  /** One id, several (spaces or new lines between them, or a JSON array), or blank: the device of a device connection string. */
   deviceId: string;
+  /** The TypedInput type of deviceId: str, json, env, flow, global. */
+  deviceIdType: string;
   output: PayloadOutput;
   settle: 'auto' | 'manual';
 }
@@ -68,6 +70,7 @@ export function deviceReceiveSettings(def: NodeDef): DeviceReceiveSettings {
   return {
     connection: text(def.connection),
     deviceId: text(def.deviceId).trim(),
+    deviceIdType: typeof def.deviceIdType === 'string' ? def.deviceIdType : 'str',
     output: oneOf(def.output, PAYLOAD_OUTPUTS, 'auto'),
     settle: def.settle === 'manual' ? 'manual' : 'auto',
   };

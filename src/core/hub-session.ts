@@ -73,6 +73,12 @@ export function capabilitiesOf(c: ConnectionInfo): Capabilities {
   return { service: true, anyDevice: true };
 }
 
+function withoutHostName(c: DeviceCredentials & { hostName?: string }): DeviceCredentials {
+  const rest = { ...c };
+  delete rest.hostName;
+  return rest as DeviceCredentials;
+}
+
 export class HubSession {
   private readonly devices = new Map<string, Shared<DeviceClient>>();
   private service: Shared<ServiceClient> | undefined;
@@ -116,8 +122,19 @@ export class HubSession {
     return this.o.ports?.ws;
   }
 
-  acquireDevice(deviceId: string, user: DeviceUser, settle: 'auto' | 'manual' = 'auto'): DeviceLease {
+  /**
+   * A lease on the one connection of deviceId. credentials, when given (a device's own key or connection string from a
+   * msg), are used instead of what the config node holds; a connection that is already open is shared as it is.
+   */
+  acquireDevice(deviceId: string, user: DeviceUser, settle: 'auto' | 'manual' = 'auto', credentials?: DeviceCredentials & { hostName?: string }): DeviceLease {
     if (this.closed) throw new IotHubError('NOT_CONNECTED', 'the IoT Hub config node is closing');
+    // The host, not the port: the local hub names its MQTT port in device strings and its AMQP port in hub strings.
+    const bareHost = (h: string) => h.replace(/:\d+$/, '').toLowerCase();
+    if (credentials?.hostName && bareHost(credentials.hostName) !== bareHost(this.o.connection.hostName)) {
+      throw new IotHubError('INVALID_ARGUMENT',
+        `the connection string is for hub ${credentials.hostName}, but this config node connects to ${this.o.connection.hostName}: use a config node for that hub`,
+        { field: 'connectionString' });
+    }
     if (!deviceId) throw new IotHubError('INVALID_ARGUMENT', 'no device id: set one in the node', { field: 'deviceId' });
     checkDeviceId(deviceId);
     if (/[#+]/.test(deviceId) && this.o.deviceTransport.startsWith('mqtt')) {
@@ -135,7 +152,7 @@ export class HubSession {
         ca: this.o.ca,
         deviceId,
         transport: this.o.deviceTransport,
-        credentials: this.deviceCredentials(deviceId),
+        credentials: credentials ? withoutHostName(credentials) : this.deviceCredentials(deviceId),
         tokenLifetimeSec: this.o.tokenLifetimeSec,
         keepAliveSec: this.o.keepAliveSec,
         retry: this.o.retry,

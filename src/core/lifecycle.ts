@@ -1,8 +1,8 @@
 /**
  * The life of one connection, the same for a device (DeviceClient) and the back end (ServiceClient): its state and
  * status events, when to connect again after a loss (capped exponential backoff with jitter, slower after
- * "unauthorized", which retrying fast cannot fix), and when to renew its SAS token (at 80 % of its life, before the
- * hub ends the connection at expiry, with room for a slow renewal). The client does the connecting; this decides when.
+ * "unauthorized", which retrying fast cannot fix), and when to renew its SAS token (at 65-80 % of its life, before
+ * the hub ends the connection at expiry, with room for a slow renewal). The client does the connecting; this decides when.
  */
 import type { IotHubError } from './errors';
 import { RetryOptions, RetryPolicy } from './retry';
@@ -61,11 +61,15 @@ export class ConnectionLifecycle {
     this.retryTimer = setTimeout(reconnect, delay);
   }
 
-  /** `renew` runs at 80 % of the life left to a token expiring at expiresAt (epoch seconds), at least 1 s from now. */
-  renewBefore(expiresAt: number, renew: () => void): void {
+  /**
+   * `renew` runs between 65 % and 80 % of the life left to a token expiring at expiresAt (epoch seconds), at least 1 s
+   * from now: devices that connected together (after a hub restart) renew spread over 15 % of the token's life rather
+   * than in the same second, and each keeps 20 % of it for a slow renewal.
+   */
+  renewBefore(expiresAt: number, renew: () => void, random: () => number = Math.random): void {
     this.cancelRenewal();
     if (this._closing) return;
-    const inMs = Math.max(1000, (expiresAt - Date.now() / 1000) * 0.8 * 1000);
+    const inMs = Math.max(1000, (expiresAt - Date.now() / 1000) * (0.65 + 0.15 * random()) * 1000);
     this.renewTimer = setTimeout(() => {
       this.renewTimer = undefined;
       renew();

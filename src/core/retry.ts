@@ -4,7 +4,7 @@ export interface RetryOptions {
   initialDelayMs?: number;
   maxDelayMs?: number;
   factor?: number;
-  /** Fraction of the delay randomised either way (0.2 = ±20 %). */
+  /** Fraction of the delay randomised either way (0.5 = ±50 %, the default). */
   jitter?: number;
   /** First delay after an authorization failure; retrying a bad key fast helps nobody. */
   unauthorizedInitialDelayMs?: number;
@@ -23,7 +23,8 @@ export class RetryPolicy {
     this.initialDelayMs = o.initialDelayMs ?? 1000;
     this.maxDelayMs = o.maxDelayMs ?? 60_000;
     this.factor = o.factor ?? 2;
-    this.jitter = Math.min(Math.max(o.jitter ?? 0.2, 0), 1);
+    // ±50 %: a thousand devices cut off together (a hub restart) come back over a whole second, not in one burst.
+    this.jitter = Math.min(Math.max(o.jitter ?? 0.5, 0), 1);
     this.unauthorizedInitialDelayMs = o.unauthorizedInitialDelayMs ?? 10_000;
     this.unauthorizedMaxDelayMs = o.unauthorizedMaxDelayMs ?? 300_000;
   }

@@ -11,7 +11,7 @@ test('an empty definition gets the defaults the editor shows', () => {
     ports: { mqtt: undefined, amqp: undefined, ws: undefined },
     localHub: { mqttsPort: undefined, amqpsPort: undefined, httpsPort: undefined, dataDir: undefined },
   });
-  assert.deepEqual(deviceReceiveSettings({ id: 'r', type: 'iothub-device-receive' }), { connection: '', deviceId: '', output: 'auto', settle: 'auto' });
+  assert.deepEqual(deviceReceiveSettings({ id: 'r', type: 'iothub-device-receive' }), { connection: '', deviceId: '', deviceIdType: 'str', output: 'auto', settle: 'auto' });
   assert.deepEqual(c2dSendSettings({ id: 's', type: 'iothub-c2d-send' }), {
     connection: '', deviceId: '', deviceIdType: 'str', ack: 'none', ttlSec: undefined, rows: [], trackDelivery: false, trackTimeoutMs: 60_000,
   });
