@@ -25,7 +25,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-install-'));
 const state = {};
 
 function npm(args, cwd) {
-  return execFileSync('npm', args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000 });
+  return execFileSync('npm', args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 150_000 });
 }
 
 function waitFor(predicate, what, timeoutMs = 30_000) {
@@ -94,8 +94,12 @@ test.before(() => {
 
 test.after(async () => {
   if (state.red) await state.red.stop();
-  for (const child of state.children || []) {
-    try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+  // A command a failed check left running: its whole group (npx and the command under it), or itself.
+  for (const { child, detached } of state.children || []) {
+    try {
+      if (detached) process.kill(-child.pid, 'SIGKILL');
+      else if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    } catch { /* gone */ }
   }
   fs.rmSync(tmp, { recursive: true, force: true });
 });
@@ -231,7 +235,7 @@ test('a flow on the built-in local hub carries a message from c2d send to device
 
 function startCli(command, args, detached) {
   const child = spawn(command, args, { cwd: state.userDir, env, detached, stdio: ['ignore', 'pipe', 'pipe'] });
-  (state.children ||= []).push(child);
+  (state.children ||= []).push({ child, detached });
   let out = '';
   let err = '';
   child.stderr.on('data', (c) => { err += c; });
