@@ -143,6 +143,9 @@ let foreign = 0;
 let injected = 0;
 let deliveredOutputs = 0;
 let droppedTracking = 0;
+const duplicates = [];
+let t0 = performance.now();
+const elapsed = () => (performance.now() - t0) / 1000;
 const logLines = new Map();
 
 function onLog(m) {
@@ -325,6 +328,8 @@ async function plot(result) {
         return;
       }
       if (ev.msg.deviceId !== DEVICES[transportOf(s)]) misrouted++;
+      // When a duplicate came (the first 1,000): beside the events, it says which reconnect redelivered it.
+      if (delivered[s] > 0 && duplicates.length < 1000) duplicates.push({ t: Math.round(elapsed() * 10) / 10, seq: s, transport: transportOf(s) });
       delivered[s] = Math.min(255, delivered[s] + 1);
     } else if (id === 'tracked' && typeof ev.msg.seq === 'number') {
       const s = ev.msg.seq;
@@ -361,8 +366,7 @@ async function plot(result) {
   await deploy(flowFor(ports, rev), 'full', true);
 
   // Traffic: RATE msg/s per device, into the current src junction, with sequence numbers as payload.
-  const t0 = performance.now();
-  const elapsed = () => (performance.now() - t0) / 1000;
+  t0 = performance.now();
   let due = 0;
   let last = performance.now();
   let feeding = true;
@@ -473,7 +477,7 @@ async function plot(result) {
     date: new Date().toISOString(), settings, verdict, totals,
     tracking: { ...totals.tracking, dropped_on_redeploy_warned: droppedTracking, outcome_twice: outcomeTwice },
     failed_send_reasons: Object.fromEntries(failReasons), node_red_log: Object.fromEntries(logLines), hub_log: Object.fromEntries(hubLogKinds),
-    events, traffic_end_t: Math.round(trafficEndT * 10) / 10,
+    events, duplicates, traffic_end_t: Math.round(trafficEndT * 10) / 10,
     handles: { idle_before_first_deploy: handlesIdleBefore, baseline: base.handle_kinds, end: end.handle_kinds, idle_after_empty_deploy: handlesIdleAfter },
     samples,
   };
