@@ -58,6 +58,7 @@ module.exports = function (RED: NodeAPI) {
     };
 
     const fail = (text: string) => node.status({ fill: 'red', shape: 'ring', text });
+    let unreadable = 0;
 
     if (!config) {
       fail(RED._('iothub-device-receive.status.noConfig'));
@@ -88,6 +89,14 @@ module.exports = function (RED: NodeAPI) {
           }
           if (settle === 'manual' && typeof msg.lockToken === 'string') watchLock(msg.lockToken);
           node.send(msg);
+        },
+        // Nothing to deliver, but not nothing to say: the Catch node gets what came, the status counts it.
+        onUnreadable: (err, raw) => {
+          unreadable++;
+          node.status({ fill: 'yellow', shape: 'dot', text: RED._('iothub-device-receive.status.unreadable', { n: unreadable }) });
+          const msg: NodeMessage = { deviceId, payload: raw.body };
+          if (raw.topic !== undefined) msg.topic = raw.topic;
+          node.error(`${RED._('iothub-device-receive.errors.unreadable')}: ${err.message}`, msg);
         },
       }, settle).then((l) => {
         if (closing) void l.release(false);

@@ -23,6 +23,11 @@ export interface Endpoint {
   tls?: boolean;
   /** A connection silent this long (no answer to MQTT PINGREQ, no AMQP frame) is taken for dead. Default 180 s, as the SDKs. */
   keepAliveSec?: number;
+  /**
+   * How long one attempt may take from dialling to ready (MQTT CONNACK and SUBACK; AMQP open, token and attach) before it
+   * is given up and tried again. Default: the keep-alive, at most 30 s (the SDKs' CONNACK wait).
+   */
+  connectTimeoutMs?: number;
 }
 
 export type DeviceCredentials =
@@ -57,6 +62,14 @@ export interface TransportEvents {
   message(m: ReceivedC2DMessage, ack: () => void): void;
   /** The connection is gone; err says why (undefined: closed on purpose). */
   closed(err?: IotHubError): void;
+  /** A message came that cannot be read (it is acknowledged or dead-lettered, never delivered): what came, as it came. */
+  unreadable(err: IotHubError, raw: UnreadableMessage): void;
+}
+
+export interface UnreadableMessage {
+  /** MQTT: the topic the PUBLISH came on. */
+  topic?: string;
+  body: unknown;
 }
 
 export interface DeviceSession {
@@ -76,6 +89,7 @@ export interface ResolvedEndpoint {
   rejectUnauthorized: boolean;
   tls: boolean;
   keepAliveSec: number;
+  connectTimeoutMs: number;
 }
 
 const DEFAULT_PORTS: Record<DeviceTransport, number> = { mqtt: 8883, 'mqtt-ws': 443, amqp: 5671, 'amqp-ws': 443 };
@@ -83,6 +97,7 @@ const DEFAULT_PORTS: Record<DeviceTransport, number> = { mqtt: 8883, 'mqtt-ws': 
 export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpoint {
   const m = /^(.*?)(?::(\d+))?$/.exec(e.hostName) as RegExpExecArray;
   const bareHost = m[1];
+  const keepAliveSec = e.keepAliveSec && e.keepAliveSec > 0 ? e.keepAliveSec : 180;
   return {
     host: e.connectHost || bareHost,
     hostName: e.hostName,
@@ -91,7 +106,8 @@ export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpo
     ca: e.ca,
     rejectUnauthorized: e.rejectUnauthorized !== false,
     tls: e.tls !== false,
-    keepAliveSec: e.keepAliveSec && e.keepAliveSec > 0 ? e.keepAliveSec : 180,
+    keepAliveSec,
+    connectTimeoutMs: e.connectTimeoutMs && e.connectTimeoutMs > 0 ? e.connectTimeoutMs : Math.min(keepAliveSec, 30) * 1000,
   };
 }
 
@@ -101,6 +117,7 @@ export class DeviceClient extends EventEmitter {
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
   private closing = false;
   private holding = false;
   private held: Array<{ m: ReceivedC2DMessage; ack: () => void }> = [];
@@ -142,8 +159,22 @@ export class DeviceClient extends EventEmitter {
     if (this.closing) return;
     this.setState(this.attempt === 0 ? { state: 'connecting' } : { state: 'connecting', attempt: this.attempt });
     const { token, expiresAt } = this.token();
+    const endpoint = resolveEndpoint(this.o, DEFAULT_PORTS[this.o.transport]);
+    // A hub that accepts the connection and then never answers (no CONNACK or SUBACK, an attach left pending) held the
+    // device at "connecting" for ever: mqtt.js gives up on a CONNACK only, rhea on nothing. Give the attempt up and retry.
+    this.connectTimer = setTimeout(() => {
+      this.connectTimer = undefined;
+      if (this.session !== session || this.closing) return;
+      this.session = undefined;
+      this.held = [];
+      void session.end();
+      this.scheduleReconnect(new IotHubError('TIMEOUT', `the hub did not complete the connection in ${Math.round(endpoint.connectTimeoutMs / 1000)} s`));
+    }, endpoint.connectTimeoutMs);
     const events: TransportEvents = {
       connected: () => {
+        if (this.session !== session) return;
+        clearTimeout(this.connectTimer);
+        this.connectTimer = undefined;
         if (this.closing) return;
         this.attempt = 0;
         this.setState({ state: 'connected' });
@@ -157,8 +188,13 @@ export class DeviceClient extends EventEmitter {
         this.emit('message', m);
         ack();
       },
+      unreadable: (err, raw) => {
+        if (this.session === session) this.emit('unreadable', err, raw);
+      },
       closed: (err) => {
         if (this.session !== session) return;
+        clearTimeout(this.connectTimer);
+        this.connectTimer = undefined;
         this.session = undefined;
         // Held messages were never acknowledged on that connection: the hub delivers them again.
         this.held = [];
@@ -168,8 +204,8 @@ export class DeviceClient extends EventEmitter {
       },
     };
     const session: DeviceSession = this.o.transport === 'mqtt' || this.o.transport === 'mqtt-ws'
-      ? connectMqtt(this.o, resolveEndpoint(this.o, DEFAULT_PORTS[this.o.transport]), token, events)
-      : connectAmqp(this.o, resolveEndpoint(this.o, DEFAULT_PORTS[this.o.transport]), token, events);
+      ? connectMqtt(this.o, endpoint, token, events)
+      : connectAmqp(this.o, endpoint, token, events);
     this.session = session;
   }
 
@@ -240,7 +276,8 @@ export class DeviceClient extends EventEmitter {
     this.closing = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.renewTimer) clearTimeout(this.renewTimer);
-    this.retryTimer = this.renewTimer = undefined;
+    clearTimeout(this.connectTimer);
+    this.retryTimer = this.renewTimer = this.connectTimer = undefined;
     const s = this.session;
     this.session = undefined;
     this.held = [];

@@ -4,7 +4,7 @@
  * node that uses them, reference-counted, with status fanned out to each user.
  */
 import { ConnectionInfo } from './connection-string';
-import { DeviceClient, DeviceCredentials, DeviceTransport, StatusEvent, SettleOutcome } from './device-client';
+import { DeviceClient, DeviceCredentials, DeviceTransport, StatusEvent, SettleOutcome, UnreadableMessage } from './device-client';
 import { IotHubError } from './errors';
 import { C2DMessage, checkDeviceId, FeedbackRecord, ReceivedC2DMessage } from './message';
 import { RetryOptions } from './retry';
@@ -34,6 +34,8 @@ export interface HubSessionOptions {
 export interface DeviceUser {
   onStatus(s: StatusEvent): void;
   onMessage(m: ReceivedC2DMessage): void;
+  /** A message came that could not be read; it was acknowledged or dead-lettered, not delivered. */
+  onUnreadable?(err: IotHubError, raw: UnreadableMessage): void;
 }
 
 export interface DeviceLease {
@@ -146,6 +148,9 @@ export class HubSession {
       });
       client.on('message', (m: ReceivedC2DMessage) => {
         for (const u of s.users) (u as DeviceUser).onMessage(m);
+      });
+      client.on('unreadable', (err: IotHubError, raw: UnreadableMessage) => {
+        for (const u of s.users) (u as DeviceUser).onUnreadable?.(err, raw);
       });
       shared = s;
       this.devices.set(deviceId, s);

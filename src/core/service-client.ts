@@ -54,6 +54,7 @@ export class ServiceClient extends EventEmitter {
   private retryTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
   private closing = false;
   private opened = false;
 
@@ -109,7 +110,13 @@ export class ServiceClient extends EventEmitter {
     const connection = openAmqpConnection(e, this.o.transport === 'amqp-ws');
     this.connection = connection;
     let failed = false;
+    // A hub that never answers the open, the token or an attach held the back end at "connecting" for ever (rhea has no
+    // time-out of its own for any of them): give the attempt up and try again.
+    clearTimeout(this.connectTimer);
+    const connectTimer = setTimeout(() => fail(new IotHubError('TIMEOUT', `the hub did not complete the connection in ${Math.round(e.connectTimeoutMs / 1000)} s`)), e.connectTimeoutMs);
+    this.connectTimer = connectTimer;
     const fail = (err: IotHubError) => {
+      clearTimeout(connectTimer);
       if (failed || this.connection !== connection) return;
       failed = true;
       this.dropConnection(err);
@@ -135,6 +142,7 @@ export class ServiceClient extends EventEmitter {
       await this.openSender(connection);
       if (!current()) return;
       if (this.feedbackListeners.size > 0) this.openFeedback(connection);
+      clearTimeout(connectTimer);
       this.attempt = 0;
       this.setState({ state: 'connected' });
       this.drain();
@@ -333,7 +341,7 @@ export class ServiceClient extends EventEmitter {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    for (const t of [this.retryTimer, this.renewTimer]) if (t) clearTimeout(t);
+    for (const t of [this.retryTimer, this.renewTimer, this.connectTimer]) if (t) clearTimeout(t);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.failWaiting(new IotHubError('NOT_CONNECTED', 'the connection closed before the message was sent'));
     const connection = this.connection;
