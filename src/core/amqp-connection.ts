@@ -13,7 +13,9 @@ export interface AmqpTls {
 export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extra: AmqpTls = {}): Connection {
   const container = create_container({ id: `iothub-c2d-${randomUUID()}` });
   // rhea drops a connection after twice its idle time out without a frame, and asks the peer for one every half of it.
-  const common = { reconnect: false, idle_time_out: e.keepAliveSec * 500, tcp_no_delay: true, hostname: e.servername } as Partial<ConnectionOptions>;
+  const common = {
+    reconnect: false, idle_time_out: e.keepAliveSec * 500, tcp_no_delay: true, hostname: e.servername, max_frame_size: MAX_FRAME_SIZE,
+  } as Partial<ConnectionOptions>;
   let connection: Connection;
   if (webSocket) {
     const ws = websocket_connect(WebSocket as never);
@@ -44,8 +46,19 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
   };
   connection.on('error', broken);
   connection.on('protocol_error', broken);
+  // rhea reads a frame of any announced size and never checks it against the max-frame-size we opened with: a hub that
+  // announced 4 GB and then sent only its heartbeats kept the connection at "connected" for ever, every byte (heartbeats
+  // included) taken as part of that frame, so no keep-alive ever fired. A frame over our maximum is a framing error.
+  const rheaState = connection as unknown as { socket?: { on?(event: 'data', fn: () => void): void }; frame_size?: number };
+  rheaState.socket?.on?.('data', () => {
+    const size = rheaState.frame_size;
+    if (size !== undefined && size > MAX_FRAME_SIZE) broken(new Error(`the hub announced a frame of ${size} bytes; at most ${MAX_FRAME_SIZE} were agreed`));
+  });
   return connection;
 }
+
+/** The largest frame we accept (a C2D message is at most 64 KB; IoT Hub splits larger transfers into frames of our size). */
+const MAX_FRAME_SIZE = 1024 * 1024;
 
 /** Why a connection was given up locally (bytes rhea could not read): amqpConnectionError reports it. */
 const brokenBy = new WeakMap<Connection, Error>();
