@@ -1,5 +1,6 @@
 /** Opening an AMQP connection to IoT Hub (TLS or WebSockets) and claims-based auth on `$cbs` (PROTOCOL.md section 5). */
 import { randomUUID } from 'node:crypto';
+import { Socket } from 'node:net';
 import { Connection, ConnectionOptions, create_container, EventContext, Message, Receiver, Sender, websocket_connect } from 'rhea';
 import WebSocket from 'ws';
 import type { ResolvedEndpoint } from './device-client';
@@ -49,11 +50,14 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
   // rhea reads a frame of any announced size and never checks it against the max-frame-size we opened with: a hub that
   // announced 4 GB and then sent only its heartbeats kept the connection at "connected" for ever, every byte (heartbeats
   // included) taken as part of that frame, so no keep-alive ever fired. A frame over our maximum is a framing error.
-  const rheaState = connection as unknown as { socket?: { on?(event: 'data', fn: () => void): void }; frame_size?: number };
-  rheaState.socket?.on?.('data', () => {
-    const size = rheaState.frame_size;
-    if (size !== undefined && size > MAX_FRAME_SIZE) broken(new Error(`the hub announced a frame of ${size} bytes; at most ${MAX_FRAME_SIZE} were agreed`));
-  });
+  // (TCP and TLS only: rhea's WebSocket wrapper keeps one handler per event, and a second 'data' one replaced rhea's own.)
+  const rheaState = connection as unknown as { socket?: unknown; frame_size?: number };
+  if (rheaState.socket instanceof Socket) {
+    rheaState.socket.on('data', () => {
+      const size = rheaState.frame_size;
+      if (size !== undefined && size > MAX_FRAME_SIZE) broken(new Error(`the hub announced a frame of ${size} bytes; at most ${MAX_FRAME_SIZE} were agreed`));
+    });
+  }
   return connection;
 }
 
