@@ -108,6 +108,7 @@ module.exports = function (RED: NodeAPI) {
       });
     };
     const fail = (text: string) => node.status({ fill: 'red', shape: 'ring', text });
+    let unreadable = 0;
 
     let fleet: DeviceFleet | undefined;
     // One device shows its own status as before; a fleet shows a summary, redrawn at most every 250 ms.
@@ -152,6 +153,14 @@ module.exports = function (RED: NodeAPI) {
           }
           if (settle === 'manual' && typeof msg.lockToken === 'string') watchLock(msg.lockToken, deviceId);
           node.send(msg);
+        },
+        // Nothing to deliver, but not nothing to say: the Catch node gets what came, the status counts it.
+        unreadable: (deviceId, err, raw) => {
+          unreadable++;
+          node.status({ fill: 'yellow', shape: 'dot', text: RED._('iothub-device-receive.status.unreadable', { n: unreadable }) });
+          const msg: NodeMessage = { deviceId, payload: raw.body };
+          if (raw.topic !== undefined) msg.topic = raw.topic;
+          node.error(`${RED._('iothub-device-receive.errors.unreadable')}: ${err.message}`, msg);
         },
       });
       const start = (ids: string[]) => {

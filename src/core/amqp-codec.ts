@@ -3,6 +3,7 @@
  * (azure-iot-amqp-base AmqpMessage.fromMessage): UUID-shaped ids as AMQP uuid, one data section body.
  */
 import { message as rheaMessage, Message, string_to_uuid, uuid_to_string } from 'rhea';
+import { peerText } from './errors';
 import { AckMode, ACK_MODES, C2DMessage, ReceivedC2DMessage } from './message';
 import { c2dAddress } from './amqp-address';
 
@@ -14,10 +15,8 @@ function encodeId(id: string): string | Buffer {
 }
 
 function decodeId(v: unknown): string | undefined {
-  if (v === undefined || v === null) return undefined;
   if (Buffer.isBuffer(v) && v.length === 16) return uuid_to_string(v);
-  if (Buffer.isBuffer(v)) return v.toString('utf8');
-  return String(v);
+  return peerText(v);
 }
 
 /** The application properties on the wire: `iothub-ack` first, then the message's own. */
@@ -181,13 +180,27 @@ function bodyOf(body: unknown): Buffer {
     return bodyOf(c);
   }
   if (typeof body === 'string') return Buffer.from(body, 'utf8');
-  return Buffer.from(JSON.stringify(body), 'utf8');
+  return Buffer.from(peerText(body) ?? '', 'utf8');
 }
 
+// The range of a JavaScript Date: a time outside it (NaN, 1e300, an int64 timestamp) has no ISO text, and
+// new Date(t).toISOString() threw in device receive, inside rhea's frame handler: the process went down.
+const MAX_TIME = 8.64e15;
+
 function timeOf(v: unknown): number | undefined {
-  if (v instanceof Date) return v.getTime();
-  if (typeof v === 'number') return v;
-  return undefined;
+  const t = v instanceof Date ? v.getTime() : typeof v === 'number' ? v : NaN;
+  return Number.isFinite(t) && Math.abs(t) <= MAX_TIME ? t : undefined;
+}
+
+/** A count or sequence number: a number, or numeric text; anything else (a map, a list, a huge ulong as bytes) is none. */
+function countOf(v: unknown): number | undefined {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'bigint' ? Number(v) : NaN;
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** A section that should be a map, or an empty one: a hostile hub can put any type there. */
+function mapOf(v: unknown): Record<string, unknown> {
+  return v && typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Date) ? v as Record<string, unknown> : {};
 }
 
 /** Reads a C2D message as a device receives it, with the hub's annotations. */
@@ -202,12 +215,13 @@ export function fromAmqpMessage(msg: Message): ReceivedC2DMessage {
   set('messageId', 'message_id', decodeId(msg.message_id));
   set('correlationId', 'correlation_id', decodeId(msg.correlation_id));
   set('userId', 'user_id', decodeId(msg.user_id));
-  set('to', 'to', msg.to ?? undefined);
-  set('contentType', 'content_type', msg.content_type ?? undefined);
-  set('contentEncoding', 'content_encoding', msg.content_encoding ?? undefined);
+  // Each field read as its type should be whatever type it came as (the SDK passes them through; text fields stay text here).
+  set('to', 'to', peerText(msg.to));
+  set('contentType', 'content_type', peerText(msg.content_type));
+  set('contentEncoding', 'content_encoding', peerText(msg.content_encoding));
   set('expiryTimeUtc', 'absolute_expiry_time', timeOf(msg.absolute_expiry_time));
-  for (const [k, v] of Object.entries(msg.application_properties ?? {})) {
-    const text = v === null || v === undefined ? '' : String(v);
+  for (const [k, v] of Object.entries(mapOf(msg.application_properties))) {
+    const text = peerText(v) ?? '';
     if (k === 'iothub-ack') {
       systemProperties[k] = text;
       if ((ACK_MODES as readonly string[]).includes(text)) out.ack = text as AckMode;
@@ -215,17 +229,14 @@ export function fromAmqpMessage(msg: Message): ReceivedC2DMessage {
       out.properties[k] = text;
     }
   }
-  const ann = (msg.message_annotations ?? {}) as Record<string, unknown>;
+  const ann = mapOf(msg.message_annotations);
   const lock = decodeId(ann['x-opt-lock-token']);
   if (lock !== undefined) {
     out.lockToken = lock;
     systemProperties['x-opt-lock-token'] = lock;
   }
-  const seq = Number(ann['x-opt-sequence-number']);
-  if (ann['x-opt-sequence-number'] !== undefined && Number.isFinite(seq)) set('sequenceNumber', 'x-opt-sequence-number', seq);
-  const enq = timeOf(ann['iothub-enqueuedtime']);
-  if (enq !== undefined) set('enqueuedTimeUtc', 'iothub-enqueuedtime', enq);
-  const count = Number(ann['iothub-deliverycount']);
-  if (ann['iothub-deliverycount'] !== undefined && Number.isFinite(count)) set('deliveryCount', 'iothub-deliverycount', count);
+  set('sequenceNumber', 'x-opt-sequence-number', countOf(ann['x-opt-sequence-number']));
+  set('enqueuedTimeUtc', 'iothub-enqueuedtime', timeOf(ann['iothub-enqueuedtime']));
+  set('deliveryCount', 'iothub-deliverycount', countOf(ann['iothub-deliverycount']));
   return out;
 }

@@ -1,9 +1,10 @@
 /** Opening an AMQP connection to IoT Hub (TLS or WebSockets) and claims-based auth on `$cbs` (docs/PROTOCOL.md section 5). */
 import { randomUUID } from 'node:crypto';
+import { Socket } from 'node:net';
 import { Connection, ConnectionOptions, create_container, EventContext, Message, Receiver, Sender, websocket_connect } from 'rhea';
 import WebSocket from 'ws';
 import type { ResolvedEndpoint } from './endpoint';
-import { IotHubError } from './errors';
+import { IotHubError, peerText } from './errors';
 
 export interface AmqpTls {
   cert?: string;
@@ -13,19 +14,58 @@ export interface AmqpTls {
 export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extra: AmqpTls = {}): Connection {
   const container = create_container({ id: `iothub-c2d-${randomUUID()}` });
   // rhea drops a connection after twice its idle time out without a frame, and asks the peer for one every half of it.
-  const common = { reconnect: false, idle_time_out: e.keepAliveSec * 500, tcp_no_delay: true, hostname: e.servername } as Partial<ConnectionOptions>;
+  const common = {
+    reconnect: false, idle_time_out: e.keepAliveSec * 500, tcp_no_delay: true, hostname: e.servername, max_frame_size: MAX_FRAME_SIZE,
+  } as Partial<ConnectionOptions>;
+  let connection: Connection;
   if (webSocket) {
     const ws = websocket_connect(WebSocket as never);
     const details = ws(`wss://${e.host}:${e.port}/$iothub/websocket`, ['AMQPWSB10'], {
       ca: e.ca, rejectUnauthorized: e.rejectUnauthorized, servername: e.servername, cert: extra.cert, key: extra.key,
     } as never);
-    return container.connect({ ...common, connection_details: details } as unknown as ConnectionOptions);
+    connection = container.connect({ ...common, connection_details: details } as unknown as ConnectionOptions);
+  } else {
+    connection = container.connect({
+      ...common, host: e.host, port: e.port,
+      ...(e.tls ? { transport: 'tls', servername: e.servername, ca: e.ca, rejectUnauthorized: e.rejectUnauthorized, cert: extra.cert, key: extra.key } : {}),
+    } as ConnectionOptions);
   }
-  return container.connect({
-    ...common, host: e.host, port: e.port,
-    ...(e.tls ? { transport: 'tls', servername: e.servername, ca: e.ca, rejectUnauthorized: e.rejectUnauthorized, cert: extra.cert, key: extra.key } : {}),
-  } as ConnectionOptions);
+  // rhea reports bytes it cannot decode (a hub's malformed frame or message) and anything thrown by a handler it runs
+  // as 'protocol_error' or 'error', then half-closes the socket. With no listener, its container re-throws the 'error'
+  // out of the socket's data handler: an uncaught exception that ended the Node-RED process (a hostile hub's garbage
+  // frame was enough). Take either as the end of this connection instead, and say why.
+  const broken = (err: Error) => {
+    if (brokenBy.has(connection)) return;
+    brokenBy.set(connection, err);
+    const rhea = connection as unknown as RheaTransportHandle;
+    const socket = rhea.socket;
+    if (!socket || socket.destroyed) return;
+    // The half-closed socket would wait for the hub's end (or twice the idle time-out): abort it; 'disconnected' follows.
+    socket.on?.('error', () => undefined);
+    rhea.abort_socket(socket);
+    socket.on?.('error', () => undefined);
+  };
+  connection.on('error', broken);
+  connection.on('protocol_error', broken);
+  // rhea reads a frame of any announced size and never checks it against the max-frame-size we opened with: a hub that
+  // announced 4 GB and then sent only its heartbeats kept the connection at "connected" for ever, every byte (heartbeats
+  // included) taken as part of that frame, so no keep-alive ever fired. A frame over our maximum is a framing error.
+  // (TCP and TLS only: rhea's WebSocket wrapper keeps one handler per event, and a second 'data' one replaced rhea's own.)
+  const rheaState = connection as unknown as { socket?: unknown; frame_size?: number };
+  if (rheaState.socket instanceof Socket) {
+    rheaState.socket.on('data', () => {
+      const size = rheaState.frame_size;
+      if (size !== undefined && size > MAX_FRAME_SIZE) broken(new Error(`the hub announced a frame of ${size} bytes; at most ${MAX_FRAME_SIZE} were agreed`));
+    });
+  }
+  return connection;
 }
+
+/** The largest frame we accept (a C2D message is at most 64 KB; IoT Hub splits larger transfers into frames of our size). */
+const MAX_FRAME_SIZE = 1024 * 1024;
+
+/** Why a connection was given up locally (bytes rhea could not read): amqpConnectionError reports it. */
+const brokenBy = new WeakMap<Connection, Error>();
 
 /** The `$cbs` link pair: put-token requests matched to responses by correlation id. */
 export class Cbs {
@@ -38,16 +78,16 @@ export class Cbs {
     this.receiver = connection.open_receiver({ source: { address: '$cbs' } });
     this.receiver.on('message', (ctx: EventContext) => {
       const m = ctx.message as Message;
-      const id = String(m.correlation_id ?? '');
+      const id = peerText(m.correlation_id) ?? '';
       const p = this.pending.get(id);
       if (!p) return;
       this.pending.delete(id);
       clearTimeout(p.timer);
       const props = (m.application_properties ?? {}) as Record<string, unknown>;
-      const status = Number(props['status-code']);
+      const status = Number(peerText(props['status-code']));
       if (status === 200 || status === 202) p.resolve();
       else {
-        const text = String(props['status-description'] ?? `status ${status}`);
+        const text = peerText(props['status-description']) ?? `status ${status}`;
         p.reject(new IotHubError(status === 401 || status === 403 ? 'UNAUTHORIZED' : status === 404 ? 'DEVICE_NOT_FOUND' : 'PROTOCOL_ERROR', `the hub refused the token: ${text}`));
       }
     });
@@ -129,8 +169,10 @@ export function whenOpen(connection: Connection): Promise<void> {
 }
 
 export function amqpConnectionError(ctx: EventContext): IotHubError {
+  const broken = ctx.connection ? brokenBy.get(ctx.connection) : undefined;
+  if (broken) return new IotHubError('PROTOCOL_ERROR', `the hub sent what AMQP cannot read: ${String(broken.message).slice(0, 200)}`, { cause: broken });
   const err = ctx.error as { condition?: string; description?: string; message?: string } | undefined;
-  const text = err?.description ?? err?.message ?? 'the connection closed';
+  const text = peerText(err?.description) ?? peerText(err?.message) ?? 'the connection closed';
   if (err?.condition === 'amqp:unauthorized-access') return new IotHubError('UNAUTHORIZED', `unauthorized: ${text}`);
   return new IotHubError('CONNECTION_LOST', `connection failed: ${text}`);
 }

@@ -51,8 +51,21 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
     receiver.on('receiver_close', () => finish(failure ?? new IotHubError('DETACHED', 'the hub closed the C2D link')));
     receiver.on('message', (ctx: EventContext) => {
       const delivery = ctx.delivery as Delivery;
-      const m = fromAmqpMessage(ctx.message as Message);
-      const lock = m.lockToken ?? String(delivery.id);
+      let m;
+      try {
+        // rhea hands a transfer of another message format over as its raw bytes: no AMQP message to read.
+        const format = (ctx as EventContext & { format?: number }).format;
+        if (format !== undefined && format !== 0) throw new IotHubError('PROTOCOL_ERROR', `the hub sent a message of format ${format}, not an AMQP message`);
+        m = fromAmqpMessage(ctx.message as Message);
+      } catch (err) {
+        // Dead-letter it (the hub would deliver it again and again), and say what came.
+        delivery.reject({ condition: 'amqp:decode-error', description: 'the device cannot read this message' });
+        events.unreadable(err instanceof IotHubError ? err : new IotHubError('PROTOCOL_ERROR', `unreadable C2D message: ${(err as Error).message}`), { body: ctx.message });
+        return;
+      }
+      // A lock token the hub gave twice would let one settle take the other's delivery and leave its own unsettled.
+      let lock = m.lockToken ?? String(delivery.id);
+      if (unsettled.has(lock)) lock = `${lock}#${delivery.id}`;
       m.lockToken = lock;
       unsettled.set(lock, delivery);
       events.message(m, () => {

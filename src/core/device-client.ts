@@ -16,6 +16,7 @@ import { DEFAULT_DEVICE_PORTS, DeviceClientOptions, DeviceSession, SettleOutcome
 
 export class DeviceClient extends EventEmitter {
   private session: DeviceSession | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
   private holding = false;
   private held: Array<{ m: ReceivedC2DMessage; ack: () => void }> = [];
   private readonly life: ConnectionLifecycle;
@@ -50,8 +51,23 @@ export class DeviceClient extends EventEmitter {
     if (this.life.closing) return;
     this.life.connecting();
     const { token, expiresAt } = this.token();
+    const endpoint = resolveEndpoint(this.o, DEFAULT_DEVICE_PORTS[this.o.transport]);
+    // A hub that accepts the connection and then never answers (no CONNACK or SUBACK, an attach left pending) held the
+    // device at "connecting" for ever: mqtt.js gives up on a CONNACK only, rhea on nothing. Give the attempt up and retry.
+    clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => {
+      this.connectTimer = undefined;
+      if (this.session !== session || this.life.closing) return;
+      this.session = undefined;
+      this.held = [];
+      void session.end();
+      this.life.lost(new IotHubError('TIMEOUT', `the hub did not complete the connection in ${Math.round(endpoint.connectTimeoutMs / 1000)} s`), () => this.connect());
+    }, endpoint.connectTimeoutMs);
     const events: TransportEvents = {
       connected: () => {
+        if (this.session !== session) return;
+        clearTimeout(this.connectTimer);
+        this.connectTimer = undefined;
         if (this.life.closing) return;
         this.life.connected();
         // A SAS token given as such cannot be renewed here: its owner renews it.
@@ -65,8 +81,13 @@ export class DeviceClient extends EventEmitter {
         this.emit('message', m);
         ack();
       },
+      unreadable: (err, raw) => {
+        if (this.session === session) this.emit('unreadable', err, raw);
+      },
       closed: (err) => {
         if (this.session !== session) return;
+        clearTimeout(this.connectTimer);
+        this.connectTimer = undefined;
         this.session = undefined;
         // Held messages were never acknowledged on that connection: the hub delivers them again.
         this.held = [];
@@ -74,8 +95,8 @@ export class DeviceClient extends EventEmitter {
       },
     };
     const session: DeviceSession = this.o.transport === 'mqtt' || this.o.transport === 'mqtt-ws'
-      ? connectMqtt(this.o, resolveEndpoint(this.o, DEFAULT_DEVICE_PORTS[this.o.transport]), token, events)
-      : connectAmqp(this.o, resolveEndpoint(this.o, DEFAULT_DEVICE_PORTS[this.o.transport]), token, events);
+      ? connectMqtt(this.o, endpoint, token, events)
+      : connectAmqp(this.o, endpoint, token, events);
     this.session = session;
   }
 
@@ -124,6 +145,8 @@ export class DeviceClient extends EventEmitter {
 
   async close(): Promise<void> {
     this.life.close();
+    clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
     const s = this.session;
     this.session = undefined;
     this.held = [];

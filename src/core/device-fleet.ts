@@ -7,13 +7,15 @@ import { IotHubError } from './errors';
 import type { DeviceLease, DeviceUser } from './hub-session';
 import { checkDeviceId, ReceivedC2DMessage } from './message';
 import type { ConnectionState, StatusEvent } from './state';
-import type { DeviceCredentials, SettleOutcome } from './transport';
+import type { DeviceCredentials, SettleOutcome, UnreadableMessage } from './transport';
 
 export type AcquireDevice = (deviceId: string, user: DeviceUser, credentials?: DeviceCredentials) => Promise<DeviceLease>;
 
 export interface FleetEvents {
   message(deviceId: string, m: ReceivedC2DMessage): void;
   status(deviceId: string, ev: StatusEvent): void;
+  /** A message for deviceId could not be read: it was acknowledged or dead-lettered, not delivered. */
+  unreadable(deviceId: string, err: IotHubError, raw: UnreadableMessage): void;
 }
 
 export interface FleetDevice {
@@ -66,6 +68,9 @@ export class DeviceFleet {
       },
       onMessage: (m) => {
         if (!member.gone) this.events.message(deviceId, m);
+      },
+      onUnreadable: (err, raw) => {
+        if (!member.gone) this.events.unreadable(deviceId, err, raw);
       },
     };
     let lease: DeviceLease;

@@ -11,6 +11,11 @@ export interface Endpoint {
   tls?: boolean;
   /** A connection silent this long (no answer to MQTT PINGREQ, no AMQP frame) is taken for dead. Default 180 s, as the SDKs. */
   keepAliveSec?: number;
+  /**
+   * How long one attempt may take from dialling to ready (MQTT CONNACK and SUBACK; AMQP open, token and attach) before it
+   * is given up and tried again. Default: the keep-alive, at most 30 s (the SDKs' CONNACK wait).
+   */
+  connectTimeoutMs?: number;
 }
 
 export interface ResolvedEndpoint {
@@ -22,11 +27,13 @@ export interface ResolvedEndpoint {
   rejectUnauthorized: boolean;
   tls: boolean;
   keepAliveSec: number;
+  connectTimeoutMs: number;
 }
 
 export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpoint {
   const m = /^(.*?)(?::(\d+))?$/.exec(e.hostName) as RegExpExecArray;
   const bareHost = m[1];
+  const keepAliveSec = e.keepAliveSec && e.keepAliveSec > 0 ? e.keepAliveSec : 180;
   return {
     host: e.connectHost || bareHost,
     hostName: e.hostName,
@@ -35,6 +42,7 @@ export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpo
     ca: e.ca,
     rejectUnauthorized: e.rejectUnauthorized !== false,
     tls: e.tls !== false,
-    keepAliveSec: e.keepAliveSec && e.keepAliveSec > 0 ? e.keepAliveSec : 180,
+    keepAliveSec,
+    connectTimeoutMs: e.connectTimeoutMs && e.connectTimeoutMs > 0 ? e.connectTimeoutMs : Math.min(keepAliveSec, 30) * 1000,
   };
 }

@@ -71,19 +71,39 @@ const BY_CONDITION: Record<string, [IotHubErrorCode, string]> = {
   'com.microsoft:device-not-found': ['DEVICE_NOT_FOUND', 'device not found: register it in the hub or check the device id'],
 };
 
+/**
+ * Text from a value a peer sent, of whatever AMQP type it came as; never throws. String() is not safe on what a hostile
+ * peer can send: a map holding a "toString" or "valueOf" key decodes to an object String() and Number() throw on.
+ */
+export function peerText(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  if (Buffer.isBuffer(v)) return v.toString('utf8');
+  if (v instanceof Date) return Number.isFinite(v.getTime()) ? v.toISOString() : undefined;
+  try {
+    return JSON.stringify(v) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Maps an AMQP error (condition + description) to a typed error; JSON descriptions are unpacked. */
 export function fromAmqpError(err: { condition?: string; description?: string } | undefined | null): IotHubError {
-  const condition = err?.condition ?? '';
+  // Whatever types the hub put there (a detach or disposition is the peer's to write).
+  const condition = typeof err?.condition === 'string' ? err.condition : '';
   let detail = typeof err?.description === 'string' ? err.description : '';
   if (detail.startsWith('{')) {
     try {
-      const j = JSON.parse(detail) as { Message?: string; message?: string };
-      detail = j.message ?? j.Message ?? detail;
+      const j = JSON.parse(detail) as { Message?: unknown; message?: unknown } | null;
+      const inner = j?.message ?? j?.Message;
+      if (typeof inner === 'string') detail = inner;
     } catch {
       // Not JSON after all: keep the text.
     }
   }
-  const known = BY_CONDITION[condition];
+  // Own keys only: a condition named "constructor" or "__proto__" found Object's own and threw (not iterable).
+  const known = Object.hasOwn(BY_CONDITION, condition) ? BY_CONDITION[condition] : undefined;
   const [code, text] = known ?? ['PROTOCOL_ERROR', `the hub refused the request (${condition || 'no condition'})`];
   return new IotHubError(code, detail ? `${text} (${redact(detail)})` : text, { amqpCondition: condition || undefined });
 }

@@ -10,7 +10,7 @@ import { C2DMessage, checkDeviceId, FeedbackRecord, ReceivedC2DMessage } from '.
 import { RetryOptions } from './retry';
 import { ServiceClient } from './service-client';
 import type { StatusEvent } from './state';
-import type { DeviceCredentials, DeviceTransport, SettleOutcome } from './transport';
+import type { DeviceCredentials, DeviceTransport, SettleOutcome, UnreadableMessage } from './transport';
 
 export interface HubSessionOptions {
   connection: ConnectionInfo;
@@ -36,6 +36,8 @@ export interface HubSessionOptions {
 export interface DeviceUser {
   onStatus(s: StatusEvent): void;
   onMessage(m: ReceivedC2DMessage): void;
+  /** A message came that could not be read; it was acknowledged or dead-lettered, not delivered. */
+  onUnreadable?(err: IotHubError, raw: UnreadableMessage): void;
 }
 
 export interface DeviceLease {
@@ -165,6 +167,9 @@ export class HubSession {
       });
       client.on('message', (m: ReceivedC2DMessage) => {
         for (const u of s.users) (u as DeviceUser).onMessage(m);
+      });
+      client.on('unreadable', (err: IotHubError, raw: UnreadableMessage) => {
+        for (const u of s.users) (u as DeviceUser).onUnreadable?.(err, raw);
       });
       shared = s;
       this.devices.set(deviceId, s);

@@ -6,6 +6,7 @@ import { fromConnackCode, IotHubError } from './errors';
 import { c2dSubscription, decodeC2DPublish } from './property-bag';
 
 const API_VERSION = '2021-04-12';
+const SERVER_BOUND = new Set(['connect', 'subscribe', 'unsubscribe', 'pingreq', 'disconnect']);
 const CLIENT_TYPE = encodeURIComponent(`iothub-c2d-node-red/0.1 (node ${process.version}; ${process.platform}; ${process.arch})`);
 
 export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: string | undefined, events: TransportEvents): DeviceSession {
@@ -19,7 +20,7 @@ export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
     clean: false,
     keepalive: e.keepAliveSec,
     reconnectPeriod: 0,
-    connectTimeout: 30_000,
+    connectTimeout: e.connectTimeoutMs,
     ca: e.ca,
     servername: e.servername,
     rejectUnauthorized: e.rejectUnauthorized,
@@ -37,9 +38,10 @@ export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
     try {
       m = decodeC2DPublish(packet.topic, packet.payload as Buffer);
     } catch (err) {
-      // A publish we cannot read is still acknowledged (the hub would only resend it forever).
-      lastError = err instanceof IotHubError ? err : new IotHubError('PROTOCOL_ERROR', 'unreadable C2D message');
+      // A publish we cannot read is still acknowledged (the hub would only resend it forever), and reported with what
+      // came: it was dropped without a word, and its error was later given as the reason the connection closed.
       callback();
+      events.unreadable(err instanceof IotHubError ? err : new IotHubError('PROTOCOL_ERROR', 'unreadable C2D message'), { topic: packet.topic, body: packet.payload });
       return;
     }
     events.message(m, () => callback());
@@ -59,6 +61,15 @@ export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
     lastError = typeof err.code === 'number' ? fromConnackCode(err.code)
       : /not authori[sz]ed|bad user ?name or password/i.test(err.message) ? new IotHubError('UNAUTHORIZED', 'not authorized: check the key, the token\'s expiry and that the device is enabled')
         : new IotHubError('CONNECTION_LOST', `connection failed: ${err.message}`, { cause: err });
+    // mqtt.js reports a packet it cannot parse (reserved flag bits, both QoS bits, a bad length) and goes on reading the
+    // stream out of step. MQTT says to close the connection on a protocol violation [MQTT-4.8.0-1]: do, and connect again.
+    if (!ended) client.end(true);
+  });
+  // Packets only a server may receive: mqtt.js skips them silently; they are a protocol violation all the same.
+  client.on('packetreceive', (packet) => {
+    if (ended || !SERVER_BOUND.has(packet.cmd)) return;
+    lastError = new IotHubError('PROTOCOL_ERROR', `the hub sent a ${packet.cmd.toUpperCase()} packet, which only a server may receive`);
+    client.end(true);
   });
   client.on('close', () => {
     if (ended) return;
@@ -74,9 +85,13 @@ export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
     end: () => new Promise<void>((resolve) => {
       if (ended) return resolve();
       ended = true;
-      client.end(false, {}, () => resolve());
+      // mqtt.js's graceful end waits until every packet it sent is answered, and returns at once from any later end(),
+      // forced or not: a SUBSCRIBE the hub never answered kept the socket open for ever. End such a one by force, and
+      // if a graceful end is stuck (a stalled link), destroy the stream under it.
+      const pending = !client.connected || Object.keys((client as unknown as { outgoing: object }).outgoing ?? {}).length > 0;
+      client.end(pending, {}, () => resolve());
       setTimeout(() => {
-        client.end(true);
+        client.stream?.destroy();
         resolve();
       }, 2000).unref();
     }),

@@ -52,6 +52,7 @@ export class ServiceClient extends EventEmitter {
   private readonly feedbackListeners = new Set<FeedbackListener>();
   private readonly life: ConnectionLifecycle;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
   private opened = false;
 
   constructor(private readonly o: ServiceClientOptions) {
@@ -100,7 +101,13 @@ export class ServiceClient extends EventEmitter {
     const connection = openAmqpConnection(e, this.o.transport === 'amqp-ws');
     this.connection = connection;
     let failed = false;
+    // A hub that never answers the open, the token or an attach held the back end at "connecting" for ever (rhea has no
+    // time-out of its own for any of them): give the attempt up and try again.
+    clearTimeout(this.connectTimer);
+    const connectTimer = setTimeout(() => fail(new IotHubError('TIMEOUT', `the hub did not complete the connection in ${Math.round(e.connectTimeoutMs / 1000)} s`)), e.connectTimeoutMs);
+    this.connectTimer = connectTimer;
     const fail = (err: IotHubError) => {
+      clearTimeout(connectTimer);
       if (failed || this.connection !== connection) return;
       failed = true;
       this.dropConnection(err);
@@ -126,6 +133,7 @@ export class ServiceClient extends EventEmitter {
       await this.openSender(connection);
       if (!current()) return;
       if (this.feedbackListeners.size > 0) this.openFeedback(connection);
+      clearTimeout(connectTimer);
       this.life.connected();
       this.drain();
     })().catch((err: unknown) => fail(err instanceof IotHubError ? err : new IotHubError('CONNECTION_LOST', (err as Error).message)));
@@ -316,6 +324,7 @@ export class ServiceClient extends EventEmitter {
   async close(): Promise<void> {
     if (this.life.closing) return;
     this.life.close();
+    clearTimeout(this.connectTimer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.failWaiting(new IotHubError('NOT_CONNECTED', 'the connection closed before the message was sent'));
     const connection = this.connection;

@@ -34,6 +34,14 @@ export interface TransportEvents {
   message(m: ReceivedC2DMessage, ack: () => void): void;
   /** The connection is gone; err says why (undefined: closed on purpose). */
   closed(err?: IotHubError): void;
+  /** A message came that cannot be read (it is acknowledged or dead-lettered, never delivered): what came, as it came. */
+  unreadable(err: IotHubError, raw: UnreadableMessage): void;
+}
+
+export interface UnreadableMessage {
+  /** MQTT: the topic the PUBLISH came on. */
+  topic?: string;
+  body: unknown;
 }
 
 export interface DeviceSession {
