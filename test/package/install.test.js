@@ -135,7 +135,8 @@ test('the tarball holds what Node-RED and the command line load, and nothing pri
     const map = JSON.parse(fs.readFileSync(path.join(state.installed, `${f}.map`), 'utf8'));
     assert.ok(map.sources.length > 0 && map.sourcesContent?.length === map.sources.length && map.sourcesContent.every((c) => typeof c === 'string' && c.length > 0), `${f}.map carries its sources`);
   }
-  assert.ok(state.packed.size < 200_000, `tarball is ${state.packed.size} bytes`);
+  // The source maps carry their TypeScript (about a third of the size).
+  assert.ok(state.packed.size < 300_000, `tarball is ${state.packed.size} bytes`);
 });
 
 test('npm install put a copy (not a link) of the package in the user directory, with its command', () => {
