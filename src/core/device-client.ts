@@ -14,13 +14,62 @@ import { createSasToken, deviceResourceUri, parseSasToken } from './sas';
 import type { ConnectionState } from './state';
 import { DEFAULT_DEVICE_PORTS, DeviceClientOptions, DeviceSession, SettleOutcome, TransportEvents } from './transport';
 
+/**
+ * At most `limit` connection attempts under way at once (TLS handshake, CONNECT, subscription), the others waiting in
+ * turn; a slot is freed when its attempt connects or fails. Why: one node acting as 10,000 devices opened them all at
+ * once; the handshakes queued up at the hub, the last ones passed mqtt.js's 30 s connect timeout and tried again,
+ * adding to the queue (npm run bench -- scale: 11,819 attempts for 10,000 devices, 1,537 retrying at the peak, 59.9 s).
+ */
+export class ConnectGate {
+  private active = 0;
+  /** In order of arrival; a Set so that a closed client leaves the line at once. */
+  private readonly waiting = new Set<() => void>();
+
+  constructor(private readonly limit: number) {}
+
+  /** start runs now or once a slot is free, with the release to call when the attempt ends (more calls do nothing). Returns a cancel for the wait. */
+  enter(start: (release: () => void) => void): () => void {
+    const run = () => {
+      this.active++;
+      let released = false;
+      start(() => {
+        if (released) return;
+        released = true;
+        this.active--;
+        this.next();
+      });
+    };
+    if (this.active < this.limit) {
+      run();
+      return () => undefined;
+    }
+    this.waiting.add(run);
+    return () => this.waiting.delete(run);
+  }
+
+  private next(): void {
+    for (const run of this.waiting) {
+      if (this.active >= this.limit) return;
+      this.waiting.delete(run);
+      run();
+    }
+  }
+}
+
+const NO_SLOT = () => undefined;
+
 export class DeviceClient extends EventEmitter {
   private session: DeviceSession | undefined;
+  /** Waiting for a slot of the gate: leaves the line. */
+  private cancelWait: (() => void) | undefined;
+  /** The slot of the attempt under way. */
+  private slot: () => void = NO_SLOT;
   private holding = false;
   private held: Array<{ m: ReceivedC2DMessage; ack: () => void }> = [];
   private readonly life: ConnectionLifecycle;
 
-  constructor(private readonly o: DeviceClientOptions) {
+  /** gate: shared by the clients of one HubSession, so that they do not all dial at once. */
+  constructor(private readonly o: DeviceClientOptions, private readonly gate?: ConnectGate) {
     super();
     this.life = new ConnectionLifecycle(o.retry, (ev) => this.emit('status', ev));
   }
@@ -42,16 +91,36 @@ export class DeviceClient extends EventEmitter {
   }
 
   open(): void {
-    if (this.life.closing || this.session || this.life.retryPending) return;
+    if (this.life.closing || this.session || this.life.retryPending || this.cancelWait) return;
     this.connect();
   }
 
   private connect(): void {
     if (this.life.closing) return;
+    if (!this.gate) {
+      this.attempt(NO_SLOT);
+      return;
+    }
+    let started = false;
+    const cancel = this.gate.enter((release) => {
+      started = true;
+      this.cancelWait = undefined;
+      this.attempt(release);
+    });
+    if (!started) this.cancelWait = cancel;
+  }
+
+  private attempt(release: () => void): void {
+    this.slot = release;
+    if (this.life.closing) {
+      release();
+      return;
+    }
     this.life.connecting();
     const { token, expiresAt } = this.token();
     const events: TransportEvents = {
       connected: () => {
+        release();
         if (this.life.closing) return;
         this.life.connected();
         // A SAS token given as such cannot be renewed here: its owner renews it.
@@ -66,6 +135,7 @@ export class DeviceClient extends EventEmitter {
         ack();
       },
       closed: (err) => {
+        release();
         if (this.session !== session) return;
         this.session = undefined;
         // Held messages were never acknowledged on that connection: the hub delivers them again.
@@ -73,9 +143,15 @@ export class DeviceClient extends EventEmitter {
         this.life.lost(err, () => this.connect());
       },
     };
-    const session: DeviceSession = this.o.transport === 'mqtt' || this.o.transport === 'mqtt-ws'
-      ? connectMqtt(this.o, resolveEndpoint(this.o, DEFAULT_DEVICE_PORTS[this.o.transport]), token, events)
-      : connectAmqp(this.o, resolveEndpoint(this.o, DEFAULT_DEVICE_PORTS[this.o.transport]), token, events);
+    let session: DeviceSession;
+    try {
+      session = this.o.transport === 'mqtt' || this.o.transport === 'mqtt-ws'
+        ? connectMqtt(this.o, resolveEndpoint(this.o, DEFAULT_DEVICE_PORTS[this.o.transport]), token, events)
+        : connectAmqp(this.o, resolveEndpoint(this.o, DEFAULT_DEVICE_PORTS[this.o.transport]), token, events);
+    } catch (err) {
+      release();
+      throw err;
+    }
     this.session = session;
   }
 
@@ -124,6 +200,9 @@ export class DeviceClient extends EventEmitter {
 
   async close(): Promise<void> {
     this.life.close();
+    this.cancelWait?.();
+    this.cancelWait = undefined;
+    this.slot();
     const s = this.session;
     this.session = undefined;
     this.held = [];
