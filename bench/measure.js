@@ -198,6 +198,8 @@ async function scaleRun(kind, n, attempts, start) {
   let got = 0;
   const rss0 = settledRss();
   const hubRss0 = hubRssMb();
+  const connectCpu0 = process.cpuUsage();
+  const connectHubCpu0 = hubCpuMs();
   const t0 = performance.now();
   const c = await start(ids, () => got++);
   let stoppedBy = null;
@@ -217,6 +219,9 @@ async function scaleRun(kind, n, attempts, start) {
   const connectS = (performance.now() - t0) / 1000;
   const connected = c.connected();
   const attemptsToConnect = attempts();
+  // Who was busy while they connected (2 cores: this process and the hub's).
+  const connectCpu = process.cpuUsage(connectCpu0);
+  const connectHubCpuS = (hubCpuMs() - connectHubCpu0) / 1000;
   progress({ kind, n, connected, connect_s: connectS, stopped_by: stoppedBy });
   // A second for the last subscriptions and status redraws to finish, then what the devices hold.
   await sleep(1000);
@@ -241,6 +246,7 @@ async function scaleRun(kind, n, attempts, start) {
   const arrivedS = (performance.now() - t1) / 1000;
   return {
     kind, n, connected, connect_s: connectS, stopped_by: stoppedBy, attempts: attemptsToConnect,
+    connect_cpu_s: (connectCpu.user + connectCpu.system) / 1e6, connect_hub_cpu_s: connectHubCpuS,
     rss_mb_before: rss0 / 2 ** 20, rss_mb_after: rss1 / 2 ** 20, rss_kb_per_device: (rss1 - rss0) / 1024 / Math.max(1, connected),
     hub_rss_mb_before: hubRss0, hub_rss_mb: hubRss1,
     idle_s: SCALE_IDLE_S, idle_cpu_us_per_device_min: ((idle.user + idle.system) / Math.max(1, connected)) * perMin,

@@ -153,11 +153,13 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
       const base = fs.readdirSync(`/proc/${info.pid}/fd`).length;
       const k = {};
       const drained = {};
-      for (const kind of ['node', 'bare', 'sdk']) {
+      // BENCH_SCALE_KINDS=node: only some of them (the ratios then lack their other side).
+      for (const kind of (process.env.BENCH_SCALE_KINDS || 'node,bare,sdk').split(',')) {
         k[kind] = measureScale(info, kind, n);
         drained[kind] = await hubDrained(info.pid, base);
       }
-      const { node, bare, sdk } = k;
+      const none = { connected: 0 };
+      const { node = none, bare = none, sdk = none } = k;
       const kb = (r) => r.rss_kb_per_device;
       results.scale = {
         n,
