@@ -105,17 +105,22 @@ async function nodeRuntime(flow, creds) {
   const { startNodeRed } = require('../scripts/node-red-runtime');
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-bench-nr-'));
   const red = await startNodeRed({ userDir, logLevel: 'error', credentialSecret: 'bench' });
-  const body = JSON.stringify(flow.map((n) => (creds[n.id] ? { ...n, credentials: creds[n.id] } : n)));
-  await new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: red.port, method: 'POST', path: '/flows', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'Node-RED-Deployment-Type': 'full' } }, (res) => res.resume().on('end', () => (res.statusCode === 204 ? resolve() : reject(new Error(`deploy ${res.statusCode}`)))));
-    req.on('error', reject);
-    req.end(body);
-  });
-  const ids = flow.filter((n) => n.z).map((n) => n.id);
-  await until(() => ids.every((id) => red.RED.nodes.getNode(id)));
+  const deploy = async (flow) => {
+    const body = JSON.stringify(flow.map((n) => (creds[n.id] ? { ...n, credentials: creds[n.id] } : n)));
+    await new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: red.port, method: 'POST', path: '/flows', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'Node-RED-Deployment-Type': 'full' } }, (res) => res.resume().on('end', () => (res.statusCode === 204 ? resolve() : reject(new Error(`deploy ${res.statusCode}`)))));
+      req.on('error', reject);
+      req.end(body);
+    });
+    const ids = flow.filter((n) => n.z).map((n) => n.id);
+    await until(() => ids.every((id) => red.RED.nodes.getNode(id)));
+  };
+  await deploy(flow);
   const handlers = { complete: new Map(), status: new Map() };
   red.RED.events.on('node-status', (ev) => handlers.status.get('*')?.(ev.id, ev.status));
   return {
+    /** A full deploy of another flow (the same credentials), resolved once its nodes exist. */
+    deploy,
     getNode: (id) => red.RED.nodes.getNode(id),
     // A hook runs for every message in the runtime, so it is added only where done() must be seen.
     onComplete: (id, fn) => {
@@ -139,6 +144,117 @@ function cfgNode() {
   };
 }
 const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
+
+// The scale cases: how long they wait for all devices, how long they sit idle (CPU per idle device), how long for the messages.
+const SCALE_CAP_S = Number(process.env.BENCH_SCALE_CAP_S || 180);
+const SCALE_IDLE_S = Number(process.env.BENCH_SCALE_IDLE_S || 30);
+const SCALE_ARRIVE_CAP_S = Number(process.env.BENCH_SCALE_ARRIVE_CAP_S || 120);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const hubRssMb = () => {
+  try {
+    return Number(/VmRSS:\s+(\d+) kB/.exec(require('node:fs').readFileSync(`/proc/${hub.pid}/status`, 'utf8'))[1]) / 1024;
+  } catch {
+    return NaN;
+  }
+};
+const hubCpuMs = () => {
+  try {
+    const f = require('node:fs').readFileSync(`/proc/${hub.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+};
+/** RSS after full collections: what the process holds, not garbage waiting. */
+const settledRss = () => {
+  global.gc?.();
+  global.gc?.();
+  return process.memoryUsage().rss;
+};
+/** Counts MQTT connection attempts (every new client, every reconnect) of one copy of mqtt.js (v5: connect, v4: _setupStream). */
+function countAttempts(mqtt) {
+  const proto = mqtt.MqttClient.prototype;
+  const name = typeof proto.connect === 'function' ? 'connect' : '_setupStream';
+  const connect = proto[name];
+  let count = 0;
+  proto[name] = function (...args) {
+    count++;
+    return connect.apply(this, args);
+  };
+  return () => count;
+}
+/** A line before the result: if the process dies (out of memory), run.js still knows how far it got. */
+const progress = (o) => process.stdout.write(JSON.stringify({ progress: true, ...o }) + '\n');
+
+/**
+ * n devices by one client kind: `start(ids, onMessage)` opens them all at once and returns connected() (how many are
+ * up), connectedIds() and extra() (the kind's own counters). Measures the time until all are connected (or where it
+ * stops: SCALE_CAP_S, or the heap nearly full), RSS per device, CPU per idle device, then one C2D message to every
+ * connected device, sent by our ServiceClient, and the time until all arrived.
+ */
+async function scaleRun(kind, n, attempts, start) {
+  const v8 = require('node:v8');
+  const ids = Array.from({ length: n }, (_, i) => `scale-${kind}-${i}`);
+  let got = 0;
+  const rss0 = settledRss();
+  const hubRss0 = hubRssMb();
+  const connectCpu0 = process.cpuUsage();
+  const connectHubCpu0 = hubCpuMs();
+  const t0 = performance.now();
+  const c = await start(ids, () => got++);
+  let stoppedBy = null;
+  let lastProgress = t0;
+  await until(() => {
+    const now = performance.now();
+    if (now - lastProgress > 5000) {
+      lastProgress = now;
+      const h = v8.getHeapStatistics();
+      progress({ kind, n, connected: c.connected(), s: (now - t0) / 1000, attempts: attempts(), rss_mb: process.memoryUsage().rss / 2 ** 20, ...c.extra() });
+      if (h.used_heap_size > 0.9 * h.heap_size_limit) stoppedBy = `heap ${Math.round(h.used_heap_size / 2 ** 20)} of ${Math.round(h.heap_size_limit / 2 ** 20)} MB`;
+    }
+    if (c.connected() >= n) return true;
+    if ((now - t0) / 1000 > SCALE_CAP_S) stoppedBy = `${SCALE_CAP_S} s cap`;
+    return stoppedBy !== null;
+  });
+  const connectS = (performance.now() - t0) / 1000;
+  const connected = c.connected();
+  const attemptsToConnect = attempts();
+  // Who was busy while they connected (2 cores: this process and the hub's).
+  const connectCpu = process.cpuUsage(connectCpu0);
+  const connectHubCpuS = (hubCpuMs() - connectHubCpu0) / 1000;
+  progress({ kind, n, connected, connect_s: connectS, stopped_by: stoppedBy });
+  // A second for the last subscriptions and status redraws to finish, then what the devices hold.
+  await sleep(1000);
+  const rss1 = settledRss();
+  const hubRss1 = hubRssMb();
+  // Idle: nothing sent or received; keepalive PINGs (every 180 s) fall outside a window shorter than that.
+  const cpu0 = process.cpuUsage();
+  const hubCpu0 = hubCpuMs();
+  await sleep(SCALE_IDLE_S * 1000);
+  const idle = process.cpuUsage(cpu0);
+  const hubIdleMs = hubCpuMs() - hubCpu0;
+  const perMin = 60 / SCALE_IDLE_S;
+  // One message to every connected device.
+  const to = c.connectedIds();
+  const s = await ourService();
+  const t1 = performance.now();
+  for (let from = 0; from < to.length; from += 5000) {
+    await Promise.all(to.slice(from, from + 5000).map((id) => s.send(id, { body: Buffer.from('hi'), properties: {} })));
+  }
+  const sentS = (performance.now() - t1) / 1000;
+  await until(() => got >= to.length || (performance.now() - t1) / 1000 > SCALE_ARRIVE_CAP_S);
+  const arrivedS = (performance.now() - t1) / 1000;
+  return {
+    kind, n, connected, connect_s: connectS, stopped_by: stoppedBy, attempts: attemptsToConnect,
+    connect_cpu_s: (connectCpu.user + connectCpu.system) / 1e6, connect_hub_cpu_s: connectHubCpuS,
+    rss_mb_before: rss0 / 2 ** 20, rss_mb_after: rss1 / 2 ** 20, rss_kb_per_device: (rss1 - rss0) / 1024 / Math.max(1, connected),
+    hub_rss_mb_before: hubRss0, hub_rss_mb: hubRss1,
+    idle_s: SCALE_IDLE_S, idle_cpu_us_per_device_min: ((idle.user + idle.system) / Math.max(1, connected)) * perMin,
+    hub_idle_cpu_us_per_device_min: ((hubIdleMs * 1000) / Math.max(1, connected)) * perMin,
+    sent: to.length, sent_s: sentS, arrived: got, all_arrived_s: got >= to.length ? arrivedS : null,
+    ...c.extra(),
+  };
+}
 
 /** BENCH_PROFILE=dir: a CPU profile of just the timed part of a case (where the time goes when a goal is missed). */
 async function profiled(name, fn) {
@@ -451,30 +567,89 @@ const cases = {
     await dev.close();
     return { p50_ms: percentile(samples, 0.5), p99_ms: percentile(samples, 0.99) };
   },
-  async scale(n) {
+  // The scale cases: n devices in this one process, by one of three clients (each in its own process, so RSS is not mixed).
+  async 'scale-node'(n) {
+    // One device receive node acting as all n devices (its list mode), in a real Node-RED runtime.
+    const attempts = countAttempts(require('mqtt'));
     const { node, creds } = cfgNode();
-    const flow = [{ id: 'tab', type: 'tab' }, node, at({ id: 'sink', type: 'junction', wires: [] })];
-    for (let i = 0; i < n; i++) flow.push(at({ id: `r${i}`, type: 'iothub-device-receive', connection: 'cfg', deviceId: `scale-${n}-${i}`, output: 'string', settle: 'auto', wires: [['sink']] }));
-    global.gc?.();
-    const rss0 = process.memoryUsage().rss;
-    const t0 = performance.now();
-    const statuses = new Map();
-    const helper = await nodeRuntime(flow, creds);
-    helper.onStatus((id, st) => statuses.set(id, st && st.fill));
-    const connected = () => flow.slice(3).every((f) => { return statuses.get(f.id) === 'green'; });
-    await until(connected);
-    const connectS = (performance.now() - t0) / 1000;
-    const rssPerDevice = (process.memoryUsage().rss - rss0) / n;
-    let got = 0;
-    helper.onInput('sink', () => got++);
-    const s = await ourService();
-    const t1 = performance.now();
-    await Promise.all(Array.from({ length: n }, (_, i) => s.send(`scale-${n}-${i}`, { body: Buffer.from('hi'), properties: {} })));
-    await until(() => got === n);
-    const rate = n / ((performance.now() - t1) / 1000);
-    await s.close();
-    await helper.stop();
-    return { connect_s: connectS, rss_kb_per_device: rssPerDevice / 1024, msgs_per_s: rate };
+    const recv = (deviceId) => at({ id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId, deviceIdType: 'str', output: 'string', settle: 'auto', wires: [['sink']] });
+    // The runtime, the config node and an idle receive node run before the baseline: what is measured is the devices.
+    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node, recv(''), at({ id: 'sink', type: 'junction', wires: [] })], creds);
+    return scaleRun('node', n, attempts, async (ids, onMessage) => {
+      let status = {};
+      let peakReconnecting = 0;
+      helper.onStatus((id, st) => {
+        if (id !== 'recv' || !st) return;
+        status = st;
+        const r = /(\d+) reconnecting/.exec(st.text || '');
+        if (r) peakReconnecting = Math.max(peakReconnecting, Number(r[1]));
+      });
+      await helper.deploy([{ id: 'tab', type: 'tab' }, node, recv(ids.join('\n')), at({ id: 'sink', type: 'junction', wires: [] })]);
+      helper.onInput('sink', onMessage);
+      return {
+        // The node's summary: fill green and shape dot once every device is connected; before that, "k connected, ...".
+        connected: () => (status.fill === 'green' && status.shape === 'dot' ? ids.length : Number((/(\d+) connected/.exec(status.text || '') || [0, 0])[1])),
+        connectedIds: () => ids,
+        extra: () => ({ peak_reconnecting: peakReconnecting, status: status.text }),
+      };
+    });
+  },
+  async 'scale-bare'(n) {
+    // mqtt.js alone, with what our MQTT transport sends (core/mqtt-device.ts): the floor for a client of n devices.
+    const mqtt = require('mqtt');
+    const attempts = countAttempts(mqtt);
+    const hostName = /HostName=([^;]+)/.exec(hub.hubConnectionString)[1];
+    const clientType = encodeURIComponent(`iothub-c2d-node-red/0.1 (node ${process.version}; ${process.platform}; ${process.arch})`);
+    return scaleRun('bare', n, attempts, async (ids, onMessage) => {
+      let connected = 0;
+      let errors = 0;
+      let drops = 0;
+      const up = new Set();
+      for (const id of ids) {
+        const password = createSasToken({ resourceUri: `${hostName}/devices/${id}`, key: hubKey, keyName: 'iothubowner', expiresAt: Math.floor(Date.now() / 1000) + 3600 });
+        // reconnectPeriod 1000: mqtt.js's own reconnect (our transport reconnects itself, after 1 s ±50 %).
+        const c = mqtt.connect(`mqtts://127.0.0.1:${hub.ports.mqtts}`, {
+          clientId: id, username: `${hostName}/${id}/?api-version=2021-04-12&DeviceClientType=${clientType}`, password,
+          protocolVersion: 4, clean: false, keepalive: 180, connectTimeout: 30_000, reconnectPeriod: 1000,
+          ca: hub.caPem, servername: 'localhost',
+        });
+        c.on('connect', () => c.subscribe(`devices/${id}/messages/devicebound/#`, { qos: 1 }, (err) => {
+          if (err) errors++;
+          else if (!up.has(id)) {
+            up.add(id);
+            connected++;
+          }
+        }));
+        c.on('message', onMessage);
+        c.on('error', () => errors++);
+        c.on('close', () => { if (up.has(id)) drops++; });
+      }
+      return { connected: () => connected, connectedIds: () => [...up], extra: () => ({ errors, drops_after_connect: drops }) };
+    });
+  },
+  async 'scale-sdk'(n) {
+    // The official device SDK over MQTT, as many clients as it holds (each opened at once, as the others).
+    const { Client } = require('azure-iot-device');
+    const { Mqtt } = require('azure-iot-device-mqtt');
+    const attempts = countAttempts(require(require.resolve('mqtt', { paths: [require.resolve('azure-iot-mqtt-base')] })));
+    return scaleRun('sdk', n, attempts, async (ids, onMessage) => {
+      let errors = 0;
+      let disconnects = 0;
+      const up = new Set();
+      for (const id of ids) {
+        const d = Client.fromConnectionString(devStr(id), Mqtt);
+        d.setOptions({ ca: hub.caPem }, () => undefined);
+        d.on('message', onMessage);
+        d.on('error', () => errors++);
+        d.on('disconnect', () => disconnects++);
+        const open = () => d.open().then(() => up.add(id), () => {
+          errors++;
+          setTimeout(open, 1000);
+        });
+        open();
+      }
+      return { connected: () => up.size, connectedIds: () => [...up], extra: () => ({ errors, disconnects }) };
+    });
   },
   async 'feedback-latency'() {
     const id = 'fb-lat';

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { connectAmqp } from './amqp-device';
 import { resolveEndpoint } from './endpoint';
 import { IotHubError } from './errors';
+import type { ConnectGate } from './connect-gate';
 import { ConnectionLifecycle } from './lifecycle';
 import { ReceivedC2DMessage } from './message';
 import { connectMqtt } from './mqtt-device';
@@ -14,14 +15,21 @@ import { createSasToken, deviceResourceUri, parseSasToken } from './sas';
 import type { ConnectionState } from './state';
 import { DEFAULT_DEVICE_PORTS, DeviceClientOptions, DeviceSession, SettleOutcome, TransportEvents } from './transport';
 
+const NO_SLOT = () => undefined;
+
 export class DeviceClient extends EventEmitter {
   private session: DeviceSession | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
+  /** Waiting for a slot of the gate: leaves the line. */
+  private cancelWait: (() => void) | undefined;
+  /** The slot of the attempt under way. */
+  private slot: () => void = NO_SLOT;
   private holding = false;
   private held: Array<{ m: ReceivedC2DMessage; ack: () => void }> = [];
   private readonly life: ConnectionLifecycle;
 
-  constructor(private readonly o: DeviceClientOptions) {
+  /** gate: shared by the clients of one HubSession, so that they do not all dial at once. */
+  constructor(private readonly o: DeviceClientOptions, private readonly gate?: ConnectGate) {
     super();
     this.life = new ConnectionLifecycle(o.retry, (ev) => this.emit('status', ev));
   }
@@ -43,28 +51,37 @@ export class DeviceClient extends EventEmitter {
   }
 
   open(): void {
-    if (this.life.closing || this.session || this.life.retryPending) return;
+    if (this.life.closing || this.session || this.life.retryPending || this.cancelWait) return;
     this.connect();
   }
 
   private connect(): void {
     if (this.life.closing) return;
+    if (!this.gate) {
+      this.attempt(NO_SLOT);
+      return;
+    }
+    let started = false;
+    const cancel = this.gate.enter((release) => {
+      started = true;
+      this.cancelWait = undefined;
+      this.attempt(release);
+    });
+    if (!started) this.cancelWait = cancel;
+  }
+
+  private attempt(release: () => void): void {
+    this.slot = release;
+    if (this.life.closing) {
+      release();
+      return;
+    }
     this.life.connecting();
     const { token, expiresAt } = this.token();
     const endpoint = resolveEndpoint(this.o, DEFAULT_DEVICE_PORTS[this.o.transport]);
-    // A hub that accepts the connection and then never answers (no CONNACK or SUBACK, an attach left pending) held the
-    // device at "connecting" for ever: mqtt.js gives up on a CONNACK only, rhea on nothing. Give the attempt up and retry.
-    clearTimeout(this.connectTimer);
-    this.connectTimer = setTimeout(() => {
-      this.connectTimer = undefined;
-      if (this.session !== session || this.life.closing) return;
-      this.session = undefined;
-      this.held = [];
-      void session.end();
-      this.life.lost(new IotHubError('TIMEOUT', `the hub did not complete the connection in ${Math.round(endpoint.connectTimeoutMs / 1000)} s`), () => this.connect());
-    }, endpoint.connectTimeoutMs);
     const events: TransportEvents = {
       connected: () => {
+        release();
         if (this.session !== session) return;
         clearTimeout(this.connectTimer);
         this.connectTimer = undefined;
@@ -85,6 +102,7 @@ export class DeviceClient extends EventEmitter {
         if (this.session === session) this.emit('unreadable', err, raw);
       },
       closed: (err) => {
+        release();
         if (this.session !== session) return;
         clearTimeout(this.connectTimer);
         this.connectTimer = undefined;
@@ -94,10 +112,28 @@ export class DeviceClient extends EventEmitter {
         this.life.lost(err, () => this.connect());
       },
     };
-    const session: DeviceSession = this.o.transport === 'mqtt' || this.o.transport === 'mqtt-ws'
-      ? connectMqtt(this.o, endpoint, token, events)
-      : connectAmqp(this.o, endpoint, token, events);
+    let session: DeviceSession;
+    try {
+      session = this.o.transport === 'mqtt' || this.o.transport === 'mqtt-ws'
+        ? connectMqtt(this.o, endpoint, token, events)
+        : connectAmqp(this.o, endpoint, token, events);
+    } catch (err) {
+      release();
+      throw err;
+    }
     this.session = session;
+    // A hub that accepts the connection and then never answers (no CONNACK or SUBACK, an attach left pending) held the
+    // device at "connecting" for ever: mqtt.js gives up on a CONNACK only, rhea on nothing. Give the attempt up and retry.
+    clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => {
+      this.connectTimer = undefined;
+      release();
+      if (this.session !== session || this.life.closing) return;
+      this.session = undefined;
+      this.held = [];
+      void session.end();
+      this.life.lost(new IotHubError('TIMEOUT', `the hub did not complete the connection in ${Math.round(endpoint.connectTimeoutMs / 1000)} s`), () => this.connect());
+    }, endpoint.connectTimeoutMs);
   }
 
   /** AMQP: a new put-token on the live connection. MQTT carries the token in CONNECT: reconnect with a new one (clean session false keeps the queue). */
@@ -147,6 +183,9 @@ export class DeviceClient extends EventEmitter {
     this.life.close();
     clearTimeout(this.connectTimer);
     this.connectTimer = undefined;
+    this.cancelWait?.();
+    this.cancelWait = undefined;
+    this.slot();
     const s = this.session;
     this.session = undefined;
     this.held = [];

@@ -4,6 +4,7 @@
  * node that uses them, reference-counted, with status fanned out to each user.
  */
 import { ConnectionInfo } from './connection-string';
+import { ConnectGate } from './connect-gate';
 import { DeviceClient } from './device-client';
 import { IotHubError } from './errors';
 import { C2DMessage, checkDeviceId, FeedbackRecord, ReceivedC2DMessage } from './message';
@@ -31,6 +32,8 @@ export interface HubSessionOptions {
   sendQueueTimeoutMs?: number;
   /** How long a connection outlives its last user on a mere restart (a redeploy re-acquires it). */
   lingerMs?: number;
+  /** Device connection attempts under way at once, the others wait their turn (ConnectGate). Default 100. */
+  connectConcurrency?: number;
 }
 
 export interface DeviceUser {
@@ -85,8 +88,12 @@ export class HubSession {
   private readonly devices = new Map<string, Shared<DeviceClient>>();
   private service: Shared<ServiceClient> | undefined;
   private closed = false;
+  /** Many devices (one node acting as a fleet) dial in turn, not all at once: see ConnectGate. */
+  private readonly gate: ConnectGate;
 
-  constructor(private readonly o: HubSessionOptions) {}
+  constructor(private readonly o: HubSessionOptions) {
+    this.gate = new ConnectGate(o.connectConcurrency ?? 100);
+  }
 
   get capabilities(): Capabilities {
     return capabilitiesOf(this.o.connection);
@@ -159,7 +166,7 @@ export class HubSession {
         keepAliveSec: this.o.keepAliveSec,
         retry: this.o.retry,
         settle,
-      });
+      }, this.gate);
       const s: Shared<DeviceClient> = { client, users: new Set() };
       client.on('status', (ev: StatusEvent) => {
         s.lastStatus = ev;

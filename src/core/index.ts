@@ -15,6 +15,7 @@ export * from './state';
 export * from './endpoint';
 export * from './transport';
 export * from './lifecycle';
+export * from './connect-gate';
 export * from './device-client';
 export * from './service-client';
 export * from './hub-session';
