@@ -14,9 +14,7 @@ export interface AmqpTls {
 export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extra: AmqpTls = {}): Connection {
   const container = create_container({ id: `iothub-c2d-${randomUUID()}` });
   // rhea drops a connection after twice its idle time out without a frame, and asks the peer for one every half of it.
-  const common = {
-    reconnect: false, idle_time_out: e.keepAliveSec * 500, tcp_no_delay: true, hostname: e.servername, max_frame_size: MAX_FRAME_SIZE,
-  } as Partial<ConnectionOptions>;
+  const common = { reconnect: false, idle_time_out: e.keepAliveSec * 500, tcp_no_delay: true, hostname: e.servername } as Partial<ConnectionOptions>;
   let connection: Connection;
   if (webSocket) {
     const ws = websocket_connect(WebSocket as never);
@@ -47,22 +45,24 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
   };
   connection.on('error', broken);
   connection.on('protocol_error', broken);
-  // rhea reads a frame of any announced size and never checks it against the max-frame-size we opened with: a hub that
-  // announced 4 GB and then sent only its heartbeats kept the connection at "connected" for ever, every byte (heartbeats
-  // included) taken as part of that frame, so no keep-alive ever fired. A frame over our maximum is a framing error.
+  // rhea reads a frame of any announced size: a hub that announced 4 GB and then sent only its heartbeats kept the
+  // connection at "connected" for ever, every byte (heartbeats included) taken as part of that frame, so no keep-alive
+  // ever fired. A frame far over anything IoT Hub sends (a C2D message is at most 64 KB, feedback batches are small) is
+  // taken as a framing error. (Advertising a max-frame-size in our open instead changed rhea's flow control: sends
+  // stalled after a reconnect under load, test/nodes/restarts.test.js.)
   // (TCP and TLS only: rhea's WebSocket wrapper keeps one handler per event, and a second 'data' one replaced rhea's own.)
   const rheaState = connection as unknown as { socket?: unknown; frame_size?: number };
   if (rheaState.socket instanceof Socket) {
     rheaState.socket.on('data', () => {
       const size = rheaState.frame_size;
-      if (size !== undefined && size > MAX_FRAME_SIZE) broken(new Error(`the hub announced a frame of ${size} bytes; at most ${MAX_FRAME_SIZE} were agreed`));
+      if (size !== undefined && size > MAX_FRAME_SIZE) broken(new Error(`the hub announced a frame of ${size} bytes; at most ${MAX_FRAME_SIZE} are accepted`));
     });
   }
   return connection;
 }
 
-/** The largest frame we accept (a C2D message is at most 64 KB; IoT Hub splits larger transfers into frames of our size). */
-const MAX_FRAME_SIZE = 1024 * 1024;
+/** The largest frame we accept from a hub. */
+const MAX_FRAME_SIZE = 16 * 1024 * 1024;
 
 /** Why a connection was given up locally (bytes rhea could not read): amqpConnectionError reports it. */
 const brokenBy = new WeakMap<Connection, Error>();
