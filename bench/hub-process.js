@@ -13,11 +13,23 @@ const { start } = require('../nodes/localhub/index.js');
   const hub = await start({
     dataDir: process.env.HUB_DATA_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-bench-')),
     ports: process.env.HUB_PORTS ? JSON.parse(process.env.HUB_PORTS) : { mqtts: 0, amqps: 0, amqp: 0, https: 0 },
-    queueDepth: Number(process.env.HUB_QUEUE_DEPTH || 20_000), feedbackBatchMs: Number(process.env.HUB_FEEDBACK_BATCH_MS || 1),
-    autoRegister: true, mqttInflight: Number(process.env.BENCH_INFLIGHT || 100),
-    ...(logFile ? { log: (level, text) => fs.appendFileSync(logFile, `${new Date().toISOString()} ${level} ${text}\n`) } : {}),
+    queueDepth: Number(process.env.HUB_QUEUE_DEPTH || 20_000),
+    feedbackBatchMs: Number(process.env.HUB_FEEDBACK_BATCH_MS || 1),
+    autoRegister: true,
+    mqttInflight: Number(process.env.BENCH_INFLIGHT || 100),
+    ...(logFile
+      ? { log: (level, text) => fs.appendFileSync(logFile, `${new Date().toISOString()} ${level} ${text}\n`) }
+      : {}),
   });
-  process.stdout.write(JSON.stringify({ hubConnectionString: hub.hubConnectionString, caCertPath: hub.caCertPath, caPem: hub.caPem, ports: hub.ports, pid: process.pid }) + '\n');
+  process.stdout.write(
+    JSON.stringify({
+      hubConnectionString: hub.hubConnectionString,
+      caCertPath: hub.caCertPath,
+      caPem: hub.caPem,
+      ports: hub.ports,
+      pid: process.pid,
+    }) + '\n',
+  );
   process.on('SIGTERM', () => hub.stop().then(() => process.exit(0)));
   process.stdin.on('end', () => hub.stop().then(() => process.exit(0)));
   process.stdin.resume();

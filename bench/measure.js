@@ -17,18 +17,38 @@ const { createSasToken } = require('../nodes/core/sas.js');
 const { ServiceClient } = require('../nodes/core/service-client.js');
 const { DeviceClient } = require('../nodes/core/device-client.js');
 
-const devStr = (id) => `HostName=localhost:${hub.ports.mqtts};DeviceId=${id};SharedAccessKeyName=iothubowner;SharedAccessKey=${hubKey}`;
-const until = (pred) => new Promise((resolve) => { const t = () => (pred() ? resolve() : setTimeout(t, 1)); t(); });
+const devStr = (id) =>
+  `HostName=localhost:${hub.ports.mqtts};DeviceId=${id};SharedAccessKeyName=iothubowner;SharedAccessKey=${hubKey}`;
+const until = (pred) =>
+  new Promise((resolve) => {
+    const t = () => (pred() ? resolve() : setTimeout(t, 1));
+    t();
+  });
 
 async function ourService() {
-  const s = new ServiceClient({ hostName: 'localhost', connectHost: '127.0.0.1', port: hub.ports.amqps, ca: hub.caPem, sharedAccessKeyName: 'iothubowner', sharedAccessKey: hubKey });
+  const s = new ServiceClient({
+    hostName: 'localhost',
+    connectHost: '127.0.0.1',
+    port: hub.ports.amqps,
+    ca: hub.caPem,
+    sharedAccessKeyName: 'iothubowner',
+    sharedAccessKey: hubKey,
+  });
   s.open();
   await new Promise((r) => s.on('status', (e) => e.state === 'connected' && r()));
   return s;
 }
 
 async function ourDevice(id, onMessage) {
-  const d = new DeviceClient({ hostName: 'localhost', connectHost: '127.0.0.1', port: hub.ports.mqtts, ca: hub.caPem, deviceId: id, transport: 'mqtt', credentials: { sharedAccessKey: hubKey, sharedAccessKeyName: 'iothubowner' } });
+  const d = new DeviceClient({
+    hostName: 'localhost',
+    connectHost: '127.0.0.1',
+    port: hub.ports.mqtts,
+    ca: hub.caPem,
+    deviceId: id,
+    transport: 'mqtt',
+    credentials: { sharedAccessKey: hubKey, sharedAccessKeyName: 'iothubowner' },
+  });
   d.on('message', onMessage);
   d.open();
   await new Promise((r) => d.on('status', (e) => e.state === 'connected' && r()));
@@ -42,7 +62,11 @@ async function prefill(id, n) {
   const s = await ourService();
   // In batches: the client keeps at most 10,000 sends waiting.
   for (let from = 0; from < n; from += 5000) {
-    await Promise.all(Array.from({ length: Math.min(5000, n - from) }, (_, j) => s.send(id, { body: Buffer.from(`m${from + j}`), messageId: `m${from + j}`, properties: {} })));
+    await Promise.all(
+      Array.from({ length: Math.min(5000, n - from) }, (_, j) =>
+        s.send(id, { body: Buffer.from(`m${from + j}`), messageId: `m${from + j}`, properties: {} }),
+      ),
+    );
   }
   await s.close();
 }
@@ -69,8 +93,10 @@ function cpuMeter() {
     const c = process.cpuUsage(c0);
     const hubMs = (hubTicks() - h0) * 10;
     return {
-      client_cpu_share: (c.user + c.system) / 1000 / wallMs, hub_cpu_share: hubMs / wallMs,
-      client_us_per_msg: (c.user + c.system) / n, hub_us_per_msg: (hubMs * 1000) / n,
+      client_cpu_share: (c.user + c.system) / 1000 / wallMs,
+      hub_cpu_share: hubMs / wallMs,
+      client_us_per_msg: (c.user + c.system) / n,
+      hub_us_per_msg: (hubMs * 1000) / n,
     };
   };
 }
@@ -78,12 +104,31 @@ function cpuMeter() {
 /** Empties a device's queue through the hub's REST API (as a real hub's purge), so every run meets the same hub. */
 function purge(id) {
   const https = require('node:https');
-  const token = createSasToken({ resourceUri: 'localhost', key: hubKey, keyName: 'iothubowner', expiresAt: Date.now() / 1000 + 3600 });
+  const token = createSasToken({
+    resourceUri: 'localhost',
+    key: hubKey,
+    keyName: 'iothubowner',
+    expiresAt: Date.now() / 1000 + 3600,
+  });
   return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port: hub.ports.https, servername: 'localhost', ca: hub.caPem, method: 'DELETE',
-      path: `/devices/${encodeURIComponent(id)}/commands?api-version=2021-04-12`, headers: { authorization: token } }, (res) => {
-      res.resume().on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`purge ${id}: HTTP ${res.statusCode}`))));
-    });
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port: hub.ports.https,
+        servername: 'localhost',
+        ca: hub.caPem,
+        method: 'DELETE',
+        path: `/devices/${encodeURIComponent(id)}/commands?api-version=2021-04-12`,
+        headers: { authorization: token },
+      },
+      (res) => {
+        res
+          .resume()
+          .on('end', () =>
+            res.statusCode === 200 ? resolve() : reject(new Error(`purge ${id}: HTTP ${res.statusCode}`)),
+          );
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -108,7 +153,23 @@ async function nodeRuntime(flow, creds) {
   const deploy = async (flow) => {
     const body = JSON.stringify(flow.map((n) => (creds[n.id] ? { ...n, credentials: creds[n.id] } : n)));
     await new Promise((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: red.port, method: 'POST', path: '/flows', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'Node-RED-Deployment-Type': 'full' } }, (res) => res.resume().on('end', () => (res.statusCode === 204 ? resolve() : reject(new Error(`deploy ${res.statusCode}`)))));
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port: red.port,
+          method: 'POST',
+          path: '/flows',
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+            'Node-RED-Deployment-Type': 'full',
+          },
+        },
+        (res) =>
+          res
+            .resume()
+            .on('end', () => (res.statusCode === 204 ? resolve() : reject(new Error(`deploy ${res.statusCode}`)))),
+      );
       req.on('error', reject);
       req.end(body);
     });
@@ -124,7 +185,8 @@ async function nodeRuntime(flow, creds) {
     getNode: (id) => red.RED.nodes.getNode(id),
     // A hook runs for every message in the runtime, so it is added only where done() must be seen.
     onComplete: (id, fn) => {
-      if (handlers.complete.size === 0) red.RED.hooks.add('onComplete.bench', (ev) => handlers.complete.get(ev.node.id)?.(ev.msg));
+      if (handlers.complete.size === 0)
+        red.RED.hooks.add('onComplete.bench', (ev) => handlers.complete.get(ev.node.id)?.(ev.msg));
       handlers.complete.set(id, fn);
     },
     // What reaches a node's input, seen as the node itself sees it.
@@ -139,7 +201,17 @@ async function nodeRuntime(flow, creds) {
 
 function cfgNode() {
   return {
-    node: { id: 'cfg', type: 'iothub-connection', mode: 'azure', deviceTransport: 'mqtt', serviceTransport: 'amqp', tokenLifetime: 3600, mqttPort: hub.ports.mqtts, amqpPort: hub.ports.amqps, wsPort: hub.ports.https },
+    node: {
+      id: 'cfg',
+      type: 'iothub-connection',
+      mode: 'azure',
+      deviceTransport: 'mqtt',
+      serviceTransport: 'amqp',
+      tokenLifetime: 3600,
+      mqttPort: hub.ports.mqtts,
+      amqpPort: hub.ports.amqps,
+      wsPort: hub.ports.https,
+    },
     creds: { cfg: { connectionString: hub.hubConnectionString, ca: hub.caPem } },
   };
 }
@@ -152,7 +224,9 @@ const SCALE_ARRIVE_CAP_S = Number(process.env.BENCH_SCALE_ARRIVE_CAP_S || 120);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const hubRssMb = () => {
   try {
-    return Number(/VmRSS:\s+(\d+) kB/.exec(require('node:fs').readFileSync(`/proc/${hub.pid}/status`, 'utf8'))[1]) / 1024;
+    return (
+      Number(/VmRSS:\s+(\d+) kB/.exec(require('node:fs').readFileSync(`/proc/${hub.pid}/status`, 'utf8'))[1]) / 1024
+    );
   } catch {
     return NaN;
   }
@@ -209,8 +283,17 @@ async function scaleRun(kind, n, attempts, start) {
     if (now - lastProgress > 5000) {
       lastProgress = now;
       const h = v8.getHeapStatistics();
-      progress({ kind, n, connected: c.connected(), s: (now - t0) / 1000, attempts: attempts(), rss_mb: process.memoryUsage().rss / 2 ** 20, ...c.extra() });
-      if (h.used_heap_size > 0.9 * h.heap_size_limit) stoppedBy = `heap ${Math.round(h.used_heap_size / 2 ** 20)} of ${Math.round(h.heap_size_limit / 2 ** 20)} MB`;
+      progress({
+        kind,
+        n,
+        connected: c.connected(),
+        s: (now - t0) / 1000,
+        attempts: attempts(),
+        rss_mb: process.memoryUsage().rss / 2 ** 20,
+        ...c.extra(),
+      });
+      if (h.used_heap_size > 0.9 * h.heap_size_limit)
+        stoppedBy = `heap ${Math.round(h.used_heap_size / 2 ** 20)} of ${Math.round(h.heap_size_limit / 2 ** 20)} MB`;
     }
     if (c.connected() >= n) return true;
     if ((now - t0) / 1000 > SCALE_CAP_S) stoppedBy = `${SCALE_CAP_S} s cap`;
@@ -245,13 +328,26 @@ async function scaleRun(kind, n, attempts, start) {
   await until(() => got >= to.length || (performance.now() - t1) / 1000 > SCALE_ARRIVE_CAP_S);
   const arrivedS = (performance.now() - t1) / 1000;
   return {
-    kind, n, connected, connect_s: connectS, stopped_by: stoppedBy, attempts: attemptsToConnect,
-    connect_cpu_s: (connectCpu.user + connectCpu.system) / 1e6, connect_hub_cpu_s: connectHubCpuS,
-    rss_mb_before: rss0 / 2 ** 20, rss_mb_after: rss1 / 2 ** 20, rss_kb_per_device: (rss1 - rss0) / 1024 / Math.max(1, connected),
-    hub_rss_mb_before: hubRss0, hub_rss_mb: hubRss1,
-    idle_s: SCALE_IDLE_S, idle_cpu_us_per_device_min: ((idle.user + idle.system) / Math.max(1, connected)) * perMin,
+    kind,
+    n,
+    connected,
+    connect_s: connectS,
+    stopped_by: stoppedBy,
+    attempts: attemptsToConnect,
+    connect_cpu_s: (connectCpu.user + connectCpu.system) / 1e6,
+    connect_hub_cpu_s: connectHubCpuS,
+    rss_mb_before: rss0 / 2 ** 20,
+    rss_mb_after: rss1 / 2 ** 20,
+    rss_kb_per_device: (rss1 - rss0) / 1024 / Math.max(1, connected),
+    hub_rss_mb_before: hubRss0,
+    hub_rss_mb: hubRss1,
+    idle_s: SCALE_IDLE_S,
+    idle_cpu_us_per_device_min: ((idle.user + idle.system) / Math.max(1, connected)) * perMin,
     hub_idle_cpu_us_per_device_min: ((hubIdleMs * 1000) / Math.max(1, connected)) * perMin,
-    sent: to.length, sent_s: sentS, arrived: got, all_arrived_s: got >= to.length ? arrivedS : null,
+    sent: to.length,
+    sent_s: sentS,
+    arrived: got,
+    all_arrived_s: got >= to.length ? arrivedS : null,
     ...c.extra(),
   };
 }
@@ -262,7 +358,8 @@ async function profiled(name, fn) {
   const inspector = require('node:inspector');
   const session = new inspector.Session();
   session.connect();
-  const post = (method, params) => new Promise((res, rej) => session.post(method, params, (e, r) => (e ? rej(e) : res(r))));
+  const post = (method, params) =>
+    new Promise((res, rej) => session.post(method, params, (e, r) => (e ? rej(e) : res(r))));
   await post('Profiler.enable');
   await post('Profiler.setSamplingInterval', { interval: 100 });
   await post('Profiler.start');
@@ -271,7 +368,10 @@ async function profiled(name, fn) {
   } finally {
     const { profile } = await post('Profiler.stop');
     require('node:fs').mkdirSync(process.env.BENCH_PROFILE, { recursive: true });
-    require('node:fs').writeFileSync(require('node:path').join(process.env.BENCH_PROFILE, `${name}.cpuprofile`), JSON.stringify(profile));
+    require('node:fs').writeFileSync(
+      require('node:path').join(process.env.BENCH_PROFILE, `${name}.cpuprofile`),
+      JSON.stringify(profile),
+    );
     session.disconnect();
   }
 }
@@ -286,12 +386,14 @@ const cases = {
     await (await ourDevice(id, () => undefined)).close();
     const round = async (count) => {
       let next = 0;
-      await Promise.all(Array.from({ length: inflight }, async () => {
-        while (next < count) {
-          next++;
-          await c.send(id, new Message('x'));
-        }
-      }));
+      await Promise.all(
+        Array.from({ length: inflight }, async () => {
+          while (next < count) {
+            next++;
+            await c.send(id, new Message('x'));
+          }
+        }),
+      );
     };
     await round(SEND_WARM);
     await purge(id);
@@ -309,10 +411,16 @@ const cases = {
     const { Client } = require('azure-iothub');
     const { Message } = require('azure-iot-common');
     const id = 'sdk-e2e';
-    const dev = require('azure-iot-device').Client.fromConnectionString(devStr(id), require('azure-iot-device-mqtt').Mqtt);
+    const dev = require('azure-iot-device').Client.fromConnectionString(
+      devStr(id),
+      require('azure-iot-device-mqtt').Mqtt,
+    );
     dev.setOptions({ ca: hub.caPem });
     let got = 0;
-    dev.on('message', (m) => { got++; dev.complete(m, () => undefined); });
+    dev.on('message', (m) => {
+      got++;
+      dev.complete(m, () => undefined);
+    });
     await dev.open();
     const svc = Client.fromConnectionString(hub.hubConnectionString);
     await svc.open();
@@ -328,14 +436,16 @@ const cases = {
     await until(() => performance.now() - lastFeedbackAt > 300);
     const t0 = performance.now();
     let next = 0;
-    await Promise.all(Array.from({ length: 100 }, async () => {
-      while (next < N) {
-        const m = new Message(`e${next}`);
-        m.messageId = `e2e-${next++}`;
-        m.ack = 'full';
-        await svc.send(id, m);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        while (next < N) {
+          const m = new Message(`e${next}`);
+          m.messageId = `e2e-${next++}`;
+          m.ack = 'full';
+          await svc.send(id, m);
+        }
+      }),
+    );
     await until(() => got === N);
     const rate = N / ((performance.now() - t0) / 1000);
     await until(() => feedback === N);
@@ -348,7 +458,12 @@ const cases = {
     const s = await ourService();
     const id = 'rhea-send';
     await (await ourDevice(id, () => undefined)).close();
-    const round = (count) => Promise.all(Array.from({ length: count }, (_, i) => s.send(id, { body: Buffer.from('x'), messageId: `r${i}`, properties: {} })));
+    const round = (count) =>
+      Promise.all(
+        Array.from({ length: count }, (_, i) =>
+          s.send(id, { body: Buffer.from('x'), messageId: `r${i}`, properties: {} }),
+        ),
+      );
     await round(SEND_WARM);
     await purge(id);
     const t0 = performance.now();
@@ -365,24 +480,55 @@ const cases = {
     const rhea = require('rhea');
     const id = 'bare-rhea-send';
     await (await ourDevice(id, () => undefined)).close();
-    const c = rhea.create_container().connect({ host: '127.0.0.1', port: hub.ports.amqps, transport: 'tls', ca: hub.caPem, servername: 'localhost', hostname: 'localhost', reconnect: false });
+    const c = rhea
+      .create_container()
+      .connect({
+        host: '127.0.0.1',
+        port: hub.ports.amqps,
+        transport: 'tls',
+        ca: hub.caPem,
+        servername: 'localhost',
+        hostname: 'localhost',
+        reconnect: false,
+      });
     await new Promise((r) => c.once('connection_open', r));
     const cbsOut = c.open_sender('$cbs');
     const cbsIn = c.open_receiver('$cbs');
-    const token = createSasToken({ resourceUri: 'localhost', key: hubKey, keyName: 'iothubowner', expiresAt: Date.now() / 1000 + 3600 });
+    const token = createSasToken({
+      resourceUri: 'localhost',
+      key: hubKey,
+      keyName: 'iothubowner',
+      expiresAt: Date.now() / 1000 + 3600,
+    });
     await new Promise((r) => {
       cbsIn.once('message', r);
-      cbsOut.once('sendable', () => cbsOut.send({ message_id: 'put', reply_to: 'cbs', body: token, application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: 'localhost' } }));
+      cbsOut.once('sendable', () =>
+        cbsOut.send({
+          message_id: 'put',
+          reply_to: 'cbs',
+          body: token,
+          application_properties: {
+            operation: 'put-token',
+            type: 'servicebus.windows.net:sastoken',
+            name: 'localhost',
+          },
+        }),
+      );
     });
     const sender = c.open_sender({ target: { address: '/messages/devicebound' } });
     await new Promise((r) => sender.once('sendable', r));
     let settled = 0;
     sender.on('accepted', () => settled++);
-    sender.on('rejected', (ctx) => { throw new Error(`rejected: ${JSON.stringify(ctx.delivery.remote_state)}`); });
+    sender.on('rejected', (ctx) => {
+      throw new Error(`rejected: ${JSON.stringify(ctx.delivery.remote_state)}`);
+    });
     const to = `/devices/${id}/messages/devicebound`;
     let next = 0;
     let target = 0;
-    const pump = () => { while (next < target && sender.sendable()) sender.send({ to, message_id: `b${next++}`, body: rhea.message.data_section(Buffer.from('x')) }); };
+    const pump = () => {
+      while (next < target && sender.sendable())
+        sender.send({ to, message_id: `b${next++}`, body: rhea.message.data_section(Buffer.from('x')) });
+    };
     sender.on('sendable', pump);
     const round = async (count) => {
       target += count;
@@ -403,7 +549,10 @@ const cases = {
   async 'node-red-floor'() {
     // The runtime's own cost per msg, measured as node-send is: msgs into a junction that calls done() at once.
     const { node, creds } = cfgNode();
-    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node, at({ id: 'j', type: 'junction', wires: [] })], creds);
+    const helper = await nodeRuntime(
+      [{ id: 'tab', type: 'tab' }, node, at({ id: 'j', type: 'junction', wires: [] })],
+      creds,
+    );
     let done = 0;
     helper.onComplete('j', () => done++);
     const j = helper.getNode('j');
@@ -420,8 +569,25 @@ const cases = {
     const id = `node-send-${ack}`;
     await (await ourDevice(id, () => undefined)).close();
     const { node, creds } = cfgNode();
-    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node,
-      at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: id, deviceIdType: 'str', ack, ttl: '', trackDelivery: false, mappings: [], wires: [] })], creds);
+    const helper = await nodeRuntime(
+      [
+        { id: 'tab', type: 'tab' },
+        node,
+        at({
+          id: 'send',
+          type: 'iothub-c2d-send',
+          connection: 'cfg',
+          deviceId: id,
+          deviceIdType: 'str',
+          ack,
+          ttl: '',
+          trackDelivery: false,
+          mappings: [],
+          wires: [],
+        }),
+      ],
+      creds,
+    );
     // Warm the connection with one message.
     let done = 0;
     // BENCH_NODE_WINDOW=100: a new msg goes in as each one completes (as the SDK case keeps 100 in flight); by default
@@ -465,7 +631,13 @@ const cases = {
     let got = 0;
     let t0;
     let cpu;
-    d.on('message', (m) => { if (got++ === RECV_WARM) { t0 = performance.now(); cpu = cpuMeter(); } d.complete(m, () => undefined); });
+    d.on('message', (m) => {
+      if (got++ === RECV_WARM) {
+        t0 = performance.now();
+        cpu = cpuMeter();
+      }
+      d.complete(m, () => undefined);
+    });
     await d.open();
     await until(() => got === RECV_WARM + RECV_N);
     const rate = (RECV_N - 1) / ((performance.now() - t0) / 1000);
@@ -477,12 +649,31 @@ const cases = {
     const id = 'mqtt-recv';
     await prefill(id, RECV_WARM + RECV_N);
     const mqtt = require('mqtt');
-    const token = createSasToken({ resourceUri: `localhost/devices/${id}`, key: hubKey, keyName: 'iothubowner', expiresAt: Date.now() / 1000 + 3600 });
-    const c = mqtt.connect(`mqtts://127.0.0.1:${hub.ports.mqtts}`, { clientId: id, username: `localhost/${id}/?api-version=2021-04-12`, password: token, clean: false, protocolVersion: 4, ca: hub.caPem, servername: 'localhost', reconnectPeriod: 0 });
+    const token = createSasToken({
+      resourceUri: `localhost/devices/${id}`,
+      key: hubKey,
+      keyName: 'iothubowner',
+      expiresAt: Date.now() / 1000 + 3600,
+    });
+    const c = mqtt.connect(`mqtts://127.0.0.1:${hub.ports.mqtts}`, {
+      clientId: id,
+      username: `localhost/${id}/?api-version=2021-04-12`,
+      password: token,
+      clean: false,
+      protocolVersion: 4,
+      ca: hub.caPem,
+      servername: 'localhost',
+      reconnectPeriod: 0,
+    });
     let got = 0;
     let t0;
     let cpu;
-    c.on('message', () => { if (got++ === RECV_WARM) { t0 = performance.now(); cpu = cpuMeter(); } });
+    c.on('message', () => {
+      if (got++ === RECV_WARM) {
+        t0 = performance.now();
+        cpu = cpuMeter();
+      }
+    });
     c.on('connect', () => c.subscribe(`devices/${id}/messages/devicebound/#`, { qos: 1 }));
     await until(() => got === RECV_WARM + RECV_N);
     const rate = (RECV_N - 1) / ((performance.now() - t0) / 1000);
@@ -497,7 +688,12 @@ const cases = {
     let got = 0;
     let t0;
     let cpu;
-    const d = await ourDevice(id, () => { if (got++ === RECV_WARM) { t0 = performance.now(); cpu = cpuMeter(); } });
+    const d = await ourDevice(id, () => {
+      if (got++ === RECV_WARM) {
+        t0 = performance.now();
+        cpu = cpuMeter();
+      }
+    });
     await profiled('core-receive', () => until(() => got === RECV_WARM + RECV_N));
     const rate = (RECV_N - 1) / ((performance.now() - t0) / 1000);
     const busy = cpu(RECV_N - 1);
@@ -511,10 +707,29 @@ const cases = {
     let got = 0;
     let t0;
     let cpu;
-    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node,
-      at({ id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId: id, output: 'auto', settle: 'auto', wires: [['sink']] }),
-      at({ id: 'sink', type: 'junction', wires: [] })], creds);
-    helper.onInput('sink', () => { if (got++ === RECV_WARM) { t0 = performance.now(); cpu = cpuMeter(); } });
+    const helper = await nodeRuntime(
+      [
+        { id: 'tab', type: 'tab' },
+        node,
+        at({
+          id: 'recv',
+          type: 'iothub-device-receive',
+          connection: 'cfg',
+          deviceId: id,
+          output: 'auto',
+          settle: 'auto',
+          wires: [['sink']],
+        }),
+        at({ id: 'sink', type: 'junction', wires: [] }),
+      ],
+      creds,
+    );
+    helper.onInput('sink', () => {
+      if (got++ === RECV_WARM) {
+        t0 = performance.now();
+        cpu = cpuMeter();
+      }
+    });
     await profiled('node-receive', () => until(() => got === RECV_WARM + RECV_N));
     const rate = (RECV_N - 1) / ((performance.now() - t0) / 1000);
     const busy = cpu(RECV_N - 1);
@@ -524,16 +739,43 @@ const cases = {
   async 'node-latency'() {
     const id = 'node-lat';
     const { node, creds } = cfgNode();
-    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node,
-      at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: id, deviceIdType: 'str', ack: 'none', ttl: '', trackDelivery: false, mappings: [], wires: [] }),
-      at({ id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId: id, output: 'string', settle: 'auto', wires: [['sink']] }),
-      at({ id: 'sink', type: 'junction', wires: [] })], creds);
+    const helper = await nodeRuntime(
+      [
+        { id: 'tab', type: 'tab' },
+        node,
+        at({
+          id: 'send',
+          type: 'iothub-c2d-send',
+          connection: 'cfg',
+          deviceId: id,
+          deviceIdType: 'str',
+          ack: 'none',
+          ttl: '',
+          trackDelivery: false,
+          mappings: [],
+          wires: [],
+        }),
+        at({
+          id: 'recv',
+          type: 'iothub-device-receive',
+          connection: 'cfg',
+          deviceId: id,
+          output: 'string',
+          settle: 'auto',
+          wires: [['sink']],
+        }),
+        at({ id: 'sink', type: 'junction', wires: [] }),
+      ],
+      creds,
+    );
     let resolveOne;
     helper.onInput('sink', () => resolveOne());
     const send = helper.getNode('send');
     const samples = [];
     for (let i = 0; i < N + 50; i++) {
-      const got = new Promise((r) => { resolveOne = r; });
+      const got = new Promise((r) => {
+        resolveOne = r;
+      });
       const t0 = performance.now();
       send.receive({ payload: `l${i}` });
       await got;
@@ -547,16 +789,24 @@ const cases = {
     const id = 'sdk-lat';
     const { Client } = require('azure-iothub');
     const { Message } = require('azure-iot-common');
-    const dev = require('azure-iot-device').Client.fromConnectionString(devStr(id), require('azure-iot-device-mqtt').Mqtt);
+    const dev = require('azure-iot-device').Client.fromConnectionString(
+      devStr(id),
+      require('azure-iot-device-mqtt').Mqtt,
+    );
     dev.setOptions({ ca: hub.caPem });
     let resolveOne;
-    dev.on('message', (m) => { dev.complete(m, () => undefined); resolveOne(); });
+    dev.on('message', (m) => {
+      dev.complete(m, () => undefined);
+      resolveOne();
+    });
     await dev.open();
     const svc = Client.fromConnectionString(hub.hubConnectionString);
     await svc.open();
     const samples = [];
     for (let i = 0; i < N + 50; i++) {
-      const got = new Promise((r) => { resolveOne = r; });
+      const got = new Promise((r) => {
+        resolveOne = r;
+      });
       const t0 = performance.now();
       svc.send(id, new Message(`l${i}`));
       await got;
@@ -572,9 +822,22 @@ const cases = {
     // One device receive node acting as all n devices (its list mode), in a real Node-RED runtime.
     const attempts = countAttempts(require('mqtt'));
     const { node, creds } = cfgNode();
-    const recv = (deviceId) => at({ id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId, deviceIdType: 'str', output: 'string', settle: 'auto', wires: [['sink']] });
+    const recv = (deviceId) =>
+      at({
+        id: 'recv',
+        type: 'iothub-device-receive',
+        connection: 'cfg',
+        deviceId,
+        deviceIdType: 'str',
+        output: 'string',
+        settle: 'auto',
+        wires: [['sink']],
+      });
     // The runtime, the config node and an idle receive node run before the baseline: what is measured is the devices.
-    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node, recv(''), at({ id: 'sink', type: 'junction', wires: [] })], creds);
+    const helper = await nodeRuntime(
+      [{ id: 'tab', type: 'tab' }, node, recv(''), at({ id: 'sink', type: 'junction', wires: [] })],
+      creds,
+    );
     return scaleRun('node', n, attempts, async (ids, onMessage) => {
       let status = {};
       let peakReconnecting = 0;
@@ -584,11 +847,19 @@ const cases = {
         const r = /(\d+) reconnecting/.exec(st.text || '');
         if (r) peakReconnecting = Math.max(peakReconnecting, Number(r[1]));
       });
-      await helper.deploy([{ id: 'tab', type: 'tab' }, node, recv(ids.join('\n')), at({ id: 'sink', type: 'junction', wires: [] })]);
+      await helper.deploy([
+        { id: 'tab', type: 'tab' },
+        node,
+        recv(ids.join('\n')),
+        at({ id: 'sink', type: 'junction', wires: [] }),
+      ]);
       helper.onInput('sink', onMessage);
       return {
         // The node's summary: fill green and shape dot once every device is connected; before that, "k connected, ...".
-        connected: () => (status.fill === 'green' && status.shape === 'dot' ? ids.length : Number((/(\d+) connected/.exec(status.text || '') || [0, 0])[1])),
+        connected: () =>
+          status.fill === 'green' && status.shape === 'dot'
+            ? ids.length
+            : Number((/(\d+) connected/.exec(status.text || '') || [0, 0])[1]),
         connectedIds: () => ids,
         extra: () => ({ peak_reconnecting: peakReconnecting, status: status.text }),
       };
@@ -599,39 +870,63 @@ const cases = {
     const mqtt = require('mqtt');
     const attempts = countAttempts(mqtt);
     const hostName = /HostName=([^;]+)/.exec(hub.hubConnectionString)[1];
-    const clientType = encodeURIComponent(`iothub-c2d-node-red/0.1 (node ${process.version}; ${process.platform}; ${process.arch})`);
+    const clientType = encodeURIComponent(
+      `iothub-c2d-node-red/0.1 (node ${process.version}; ${process.platform}; ${process.arch})`,
+    );
     return scaleRun('bare', n, attempts, async (ids, onMessage) => {
       let connected = 0;
       let errors = 0;
       let drops = 0;
       const up = new Set();
       for (const id of ids) {
-        const password = createSasToken({ resourceUri: `${hostName}/devices/${id}`, key: hubKey, keyName: 'iothubowner', expiresAt: Math.floor(Date.now() / 1000) + 3600 });
+        const password = createSasToken({
+          resourceUri: `${hostName}/devices/${id}`,
+          key: hubKey,
+          keyName: 'iothubowner',
+          expiresAt: Math.floor(Date.now() / 1000) + 3600,
+        });
         // reconnectPeriod 1000: mqtt.js's own reconnect (our transport reconnects itself, after 1 s ±50 %).
         const c = mqtt.connect(`mqtts://127.0.0.1:${hub.ports.mqtts}`, {
-          clientId: id, username: `${hostName}/${id}/?api-version=2021-04-12&DeviceClientType=${clientType}`, password,
-          protocolVersion: 4, clean: false, keepalive: 180, connectTimeout: 30_000, reconnectPeriod: 1000,
-          ca: hub.caPem, servername: 'localhost',
+          clientId: id,
+          username: `${hostName}/${id}/?api-version=2021-04-12&DeviceClientType=${clientType}`,
+          password,
+          protocolVersion: 4,
+          clean: false,
+          keepalive: 180,
+          connectTimeout: 30_000,
+          reconnectPeriod: 1000,
+          ca: hub.caPem,
+          servername: 'localhost',
         });
-        c.on('connect', () => c.subscribe(`devices/${id}/messages/devicebound/#`, { qos: 1 }, (err) => {
-          if (err) errors++;
-          else if (!up.has(id)) {
-            up.add(id);
-            connected++;
-          }
-        }));
+        c.on('connect', () =>
+          c.subscribe(`devices/${id}/messages/devicebound/#`, { qos: 1 }, (err) => {
+            if (err) errors++;
+            else if (!up.has(id)) {
+              up.add(id);
+              connected++;
+            }
+          }),
+        );
         c.on('message', onMessage);
         c.on('error', () => errors++);
-        c.on('close', () => { if (up.has(id)) drops++; });
+        c.on('close', () => {
+          if (up.has(id)) drops++;
+        });
       }
-      return { connected: () => connected, connectedIds: () => [...up], extra: () => ({ errors, drops_after_connect: drops }) };
+      return {
+        connected: () => connected,
+        connectedIds: () => [...up],
+        extra: () => ({ errors, drops_after_connect: drops }),
+      };
     });
   },
   async 'scale-sdk'(n) {
     // The official device SDK over MQTT, as many clients as it holds (each opened at once, as the others).
     const { Client } = require('azure-iot-device');
     const { Mqtt } = require('azure-iot-device-mqtt');
-    const attempts = countAttempts(require(require.resolve('mqtt', { paths: [require.resolve('azure-iot-mqtt-base')] })));
+    const attempts = countAttempts(
+      require(require.resolve('mqtt', { paths: [require.resolve('azure-iot-mqtt-base')] })),
+    );
     return scaleRun('sdk', n, attempts, async (ids, onMessage) => {
       let errors = 0;
       let disconnects = 0;
@@ -642,10 +937,14 @@ const cases = {
         d.on('message', onMessage);
         d.on('error', () => errors++);
         d.on('disconnect', () => disconnects++);
-        const open = () => d.open().then(() => up.add(id), () => {
-          errors++;
-          setTimeout(open, 1000);
-        });
+        const open = () =>
+          d.open().then(
+            () => up.add(id),
+            () => {
+              errors++;
+              setTimeout(open, 1000);
+            },
+          );
         open();
       }
       return { connected: () => up.size, connectedIds: () => [...up], extra: () => ({ errors, disconnects }) };
@@ -654,18 +953,48 @@ const cases = {
   async 'feedback-latency'() {
     const id = 'fb-lat';
     const { node, creds } = cfgNode();
-    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node,
-      at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: id, deviceIdType: 'str', ack: 'full', ttl: '', trackDelivery: false, mappings: [], wires: [] }),
-      at({ id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId: id, output: 'string', settle: 'auto', wires: [['got']] }),
-      at({ id: 'fb', type: 'iothub-c2d-feedback', connection: 'cfg', split: true, wires: [['fbout']] }),
-      at({ id: 'got', type: 'junction', wires: [] }), at({ id: 'fbout', type: 'junction', wires: [] })], creds);
+    const helper = await nodeRuntime(
+      [
+        { id: 'tab', type: 'tab' },
+        node,
+        at({
+          id: 'send',
+          type: 'iothub-c2d-send',
+          connection: 'cfg',
+          deviceId: id,
+          deviceIdType: 'str',
+          ack: 'full',
+          ttl: '',
+          trackDelivery: false,
+          mappings: [],
+          wires: [],
+        }),
+        at({
+          id: 'recv',
+          type: 'iothub-device-receive',
+          connection: 'cfg',
+          deviceId: id,
+          output: 'string',
+          settle: 'auto',
+          wires: [['got']],
+        }),
+        at({ id: 'fb', type: 'iothub-c2d-feedback', connection: 'cfg', split: true, wires: [['fbout']] }),
+        at({ id: 'got', type: 'junction', wires: [] }),
+        at({ id: 'fbout', type: 'junction', wires: [] }),
+      ],
+      creds,
+    );
     let tGot;
     let resolveFb;
-    helper.onInput('got', () => { tGot = performance.now(); });
+    helper.onInput('got', () => {
+      tGot = performance.now();
+    });
     helper.onInput('fbout', () => resolveFb(performance.now() - tGot));
     const samples = [];
     for (let i = 0; i < 300; i++) {
-      const fb = new Promise((r) => { resolveFb = r; });
+      const fb = new Promise((r) => {
+        resolveFb = r;
+      });
       helper.getNode('send').receive({ payload: `f${i}` });
       const d = await fb;
       if (i >= 20) samples.push(d);

@@ -39,7 +39,7 @@ const SAMPLE_S = setting('sample-s', 'SOAK_SAMPLE_S', 10);
 const DRAIN_S = setting('drain-s', 'SOAK_DRAIN_S', 120);
 const TRACK_S = setting('track-s', 'SOAK_TRACK_S', 60);
 const QUEUE_DEPTH = setting('queue-depth', 'SOAK_QUEUE_DEPTH', 5000);
-const GROWTH_LIMIT = 0.10;
+const GROWTH_LIMIT = 0.1;
 // RSS is judged from the 2-minute mark (start-up and JIT warm-up done); a run under 4 minutes has no steady
 // state by then, so it is judged from a tenth of the run.
 const BASELINE_S = RUN_S >= 240 ? 120 : RUN_S / 10;
@@ -54,7 +54,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** Resolves true when the promise settles within ms, false otherwise; leaves no timer behind (handles are measured). */
 function within(promise, ms) {
   let timer;
-  const timeout = new Promise((r) => { timer = setTimeout(() => r(false), ms); });
+  const timeout = new Promise((r) => {
+    timer = setTimeout(() => r(false), ms);
+  });
   return Promise.race([promise.then(() => true), timeout]).finally(() => clearTimeout(timer));
 }
 
@@ -80,7 +82,11 @@ function startHub(ports) {
   const child = spawn(process.execPath, [path.join(__dirname, 'hub-process.js')], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: {
-      ...process.env, HUB_DATA_DIR: hubDataDir, HUB_QUEUE_DEPTH: String(QUEUE_DEPTH), HUB_FEEDBACK_BATCH_MS: '100', HUB_LOG: hubLogFile,
+      ...process.env,
+      HUB_DATA_DIR: hubDataDir,
+      HUB_QUEUE_DEPTH: String(QUEUE_DEPTH),
+      HUB_FEEDBACK_BATCH_MS: '100',
+      HUB_LOG: hubLogFile,
       ...(ports ? { HUB_PORTS: JSON.stringify(ports) } : {}),
     },
   });
@@ -150,7 +156,9 @@ const logLines = new Map();
 
 function onLog(m) {
   if (m.level > 30) return; // warn and worse
-  const text = redact(m.msg instanceof Error ? m.msg.message : typeof m.msg === 'string' ? m.msg : JSON.stringify(m.msg));
+  const text = redact(
+    m.msg instanceof Error ? m.msg.message : typeof m.msg === 'string' ? m.msg : JSON.stringify(m.msg),
+  );
   const dropped = /^(\d+) messages were still waiting for delivery feedback/.exec(text);
   if (dropped) droppedTracking += Number(dropped[1]);
   const key = `${m.level <= 20 ? 'error' : 'warn'} [${m.type ?? ''}${m.id ? `:${m.id}` : ''}] ${text.replace(/\d+/g, 'N')}`;
@@ -160,7 +168,17 @@ function onLog(m) {
 function tally() {
   const t = {};
   for (const tr of ['mqtt', 'amqp']) {
-    t[tr] = { sent: 0, accepted: 0, failed: 0, unfinished: 0, delivered: 0, duplicated: 0, lost: 0, failed_but_delivered: 0, completed_twice: 0 };
+    t[tr] = {
+      sent: 0,
+      accepted: 0,
+      failed: 0,
+      unfinished: 0,
+      delivered: 0,
+      duplicated: 0,
+      lost: 0,
+      failed_but_delivered: 0,
+      completed_twice: 0,
+    };
   }
   const tracking = Object.fromEntries([...OUTCOMES, 'none'].map((o) => [o, 0]));
   for (let s = 0; s < injected; s++) {
@@ -186,8 +204,14 @@ function tally() {
 
 function flowFor(ports, rev) {
   const cfgBase = {
-    type: 'iothub-connection', mode: 'azure', serviceTransport: 'amqp', tokenLifetime: TOKEN_S, keepAlive: 180,
-    mqttPort: ports.mqtts, amqpPort: ports.amqps, wsPort: ports.https,
+    type: 'iothub-connection',
+    mode: 'azure',
+    serviceTransport: 'amqp',
+    tokenLifetime: TOKEN_S,
+    keepAlive: 180,
+    mqttPort: ports.mqtts,
+    amqpPort: ports.amqps,
+    wsPort: ports.https,
   };
   const at = (n) => ({ x: 200, y: 100, z: 'tab', ...n });
   return [
@@ -195,9 +219,40 @@ function flowFor(ports, rev) {
     { ...cfgBase, id: 'cfg', name: `mqtt devices and back end ${rev.cfg}`, deviceTransport: 'mqtt' },
     { ...cfgBase, id: 'cfgA', name: `amqp devices ${rev.cfgA}`, deviceTransport: 'amqp' },
     at({ id: 'src', type: 'junction', wires: [['send']] }),
-    at({ id: 'send', type: 'iothub-c2d-send', name: `send ${rev.send}`, connection: 'cfg', deviceId: '', deviceIdType: 'str', ack: 'full', ttl: '', trackDelivery: true, trackTimeout: TRACK_S, mappings: [], wires: [['tracked']] }),
-    at({ id: 'rm', type: 'iothub-device-receive', name: `mqtt ${rev.rm}`, connection: 'cfg', deviceId: DEVICES.mqtt, output: 'string', settle: 'auto', wires: [['sink']] }),
-    at({ id: 'ra', type: 'iothub-device-receive', name: `amqp ${rev.ra}`, connection: 'cfgA', deviceId: DEVICES.amqp, output: 'string', settle: 'auto', wires: [['sink']] }),
+    at({
+      id: 'send',
+      type: 'iothub-c2d-send',
+      name: `send ${rev.send}`,
+      connection: 'cfg',
+      deviceId: '',
+      deviceIdType: 'str',
+      ack: 'full',
+      ttl: '',
+      trackDelivery: true,
+      trackTimeout: TRACK_S,
+      mappings: [],
+      wires: [['tracked']],
+    }),
+    at({
+      id: 'rm',
+      type: 'iothub-device-receive',
+      name: `mqtt ${rev.rm}`,
+      connection: 'cfg',
+      deviceId: DEVICES.mqtt,
+      output: 'string',
+      settle: 'auto',
+      wires: [['sink']],
+    }),
+    at({
+      id: 'ra',
+      type: 'iothub-device-receive',
+      name: `amqp ${rev.ra}`,
+      connection: 'cfgA',
+      deviceId: DEVICES.amqp,
+      output: 'string',
+      settle: 'auto',
+      wires: [['sink']],
+    }),
     at({ id: 'sink', type: 'junction', wires: [] }),
     at({ id: 'tracked', type: 'junction', wires: [] }),
   ];
@@ -222,48 +277,92 @@ async function plot(result) {
   const mem = result.samples.flatMap((s) => [
     { min: minutes(s.t), series: 'RSS: Node-RED and the nodes', mb: s.rss_mb },
     { min: minutes(s.t), series: 'heap used: Node-RED and the nodes', mb: s.heap_used_mb },
-    ...(s.hub_rss_mb === null ? [] : [{ min: minutes(s.t), series: 'RSS: local hub (child process)', mb: s.hub_rss_mb }]),
+    ...(s.hub_rss_mb === null
+      ? []
+      : [{ min: minutes(s.t), series: 'RSS: local hub (child process)', mb: s.hub_rss_mb }]),
   ]);
-  const events = result.events.map((e) => ({ min: minutes(e.t), event: e.kind === 'restart' ? 'hub restart' : `redeploy (${e.type})` }));
+  const events = result.events.map((e) => ({
+    min: minutes(e.t),
+    event: e.kind === 'restart' ? 'hub restart' : `redeploy (${e.type})`,
+  }));
   const handleRows = result.samples.map((s) => ({ min: minutes(s.t), handles: s.handles }));
   const v = result.verdict;
-  const x = { field: 'min', type: 'quantitative', title: 'minutes', scale: { domain: [0, minutes(Math.max(...result.samples.map((s) => s.t)))], nice: false } };
+  const x = {
+    field: 'min',
+    type: 'quantitative',
+    title: 'minutes',
+    scale: { domain: [0, minutes(Math.max(...result.samples.map((s) => s.t)))], nice: false },
+  };
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: {
       text: `npm run soak: ${result.settings.minutes} min, ${v.pass ? 'PASS' : 'FAIL'}`,
       subtitle: [
         `sent ${result.totals.all.sent}, delivered ${result.totals.all.delivered}, duplicated ${result.totals.all.duplicated}, lost ${result.totals.all.lost}; ` +
-        `RSS ${v.rss_baseline_mb} MB at ${minutes(v.rss_baseline_t)} min -> ${v.rss_end_mb} MB at the end (${v.rss_growth_pct >= 0 ? '+' : ''}${v.rss_growth_pct} %, limit +${GROWTH_LIMIT * 100} %)`,
+          `RSS ${v.rss_baseline_mb} MB at ${minutes(v.rss_baseline_t)} min -> ${v.rss_end_mb} MB at the end (${v.rss_growth_pct >= 0 ? '+' : ''}${v.rss_growth_pct} %, limit +${GROWTH_LIMIT * 100} %)`,
         `${result.settings.rate_per_device} msg/s to an MQTT and an AMQP device, ack full, delivery tracking, ${result.settings.token_s} s tokens, ` +
-        `a redeploy every ${result.settings.redeploy_s} s, a hub restart every ${result.settings.restart_s} s`,
+          `a redeploy every ${result.settings.redeploy_s} s, a hub restart every ${result.settings.restart_s} s`,
       ],
     },
     vconcat: [
       {
-        width: 760, height: 320,
+        width: 760,
+        height: 320,
         layer: [
           {
-            data: { values: events }, mark: { type: 'rule', strokeDash: [4, 3] },
+            data: { values: events },
+            mark: { type: 'rule', strokeDash: [4, 3] },
             encoding: {
               x,
-              color: { field: 'event', type: 'nominal', title: 'events', legend: { labelLimit: 400 }, scale: { domain: ['redeploy (full)', 'redeploy (nodes)', 'hub restart'], range: ['#9ecae1', '#c7c7c7', '#d62728'] } },
+              color: {
+                field: 'event',
+                type: 'nominal',
+                title: 'events',
+                legend: { labelLimit: 400 },
+                scale: {
+                  domain: ['redeploy (full)', 'redeploy (nodes)', 'hub restart'],
+                  range: ['#9ecae1', '#c7c7c7', '#d62728'],
+                },
+              },
             },
           },
           {
-            data: { values: mem }, mark: { type: 'line', point: { size: 12 } },
+            data: { values: mem },
+            mark: { type: 'line', point: { size: 12 } },
             encoding: {
-              x, y: { field: 'mb', type: 'quantitative', title: 'MB' },
-              color: { field: 'series', type: 'nominal', title: 'memory', legend: { labelLimit: 400 }, scale: { range: ['#1f77b4', '#ff7f0e', '#2ca02c'] } },
+              x,
+              y: { field: 'mb', type: 'quantitative', title: 'MB' },
+              color: {
+                field: 'series',
+                type: 'nominal',
+                title: 'memory',
+                legend: { labelLimit: 400 },
+                scale: { range: ['#1f77b4', '#ff7f0e', '#2ca02c'] },
+              },
             },
           },
           {
-            data: { values: [{ mb: v.rss_limit_mb, label: `RSS limit (+${GROWTH_LIMIT * 100} % of the ${minutes(v.rss_baseline_t)}-min sample)` }] },
+            data: {
+              values: [
+                {
+                  mb: v.rss_limit_mb,
+                  label: `RSS limit (+${GROWTH_LIMIT * 100} % of the ${minutes(v.rss_baseline_t)}-min sample)`,
+                },
+              ],
+            },
             mark: { type: 'rule', color: 'black', strokeDash: [1, 2] },
             encoding: { y: { field: 'mb', type: 'quantitative' }, tooltip: { field: 'label' } },
           },
           {
-            data: { values: [{ mb: v.rss_limit_mb, min: 0, label: `RSS limit (+${GROWTH_LIMIT * 100} % of the ${minutes(v.rss_baseline_t)}-min sample)` }] },
+            data: {
+              values: [
+                {
+                  mb: v.rss_limit_mb,
+                  min: 0,
+                  label: `RSS limit (+${GROWTH_LIMIT * 100} % of the ${minutes(v.rss_baseline_t)}-min sample)`,
+                },
+              ],
+            },
             mark: { type: 'text', align: 'left', dy: -6, fontSize: 10 },
             encoding: { x, y: { field: 'mb', type: 'quantitative' }, text: { field: 'label' } },
           },
@@ -271,7 +370,10 @@ async function plot(result) {
         resolve: { scale: { color: 'independent' } },
       },
       {
-        width: 760, height: 120, data: { values: handleRows }, mark: { type: 'line', point: { size: 12 }, color: '#9467bd' },
+        width: 760,
+        height: 120,
+        data: { values: handleRows },
+        mark: { type: 'line', point: { size: 12 }, color: '#9467bd' },
         encoding: { x, y: { field: 'handles', type: 'quantitative', title: 'active handles' } },
       },
     ],
@@ -286,13 +388,25 @@ async function plot(result) {
 
 (async () => {
   const settings = {
-    minutes: MINUTES, rate_per_device: RATE, token_s: TOKEN_S, redeploy_s: REDEPLOY_S, restart_s: RESTART_S, sample_s: SAMPLE_S,
-    drain_s: DRAIN_S, track_timeout_s: TRACK_S, hub_queue_depth: QUEUE_DEPTH, rss_baseline_s: BASELINE_S, rss_growth_limit: GROWTH_LIMIT,
-    node: process.version, platform: `${os.platform()} ${os.arch()}, ${os.cpus().length} cpus`,
+    minutes: MINUTES,
+    rate_per_device: RATE,
+    token_s: TOKEN_S,
+    redeploy_s: REDEPLOY_S,
+    restart_s: RESTART_S,
+    sample_s: SAMPLE_S,
+    drain_s: DRAIN_S,
+    track_timeout_s: TRACK_S,
+    hub_queue_depth: QUEUE_DEPTH,
+    rss_baseline_s: BASELINE_S,
+    rss_growth_limit: GROWTH_LIMIT,
+    node: process.version,
+    platform: `${os.platform()} ${os.arch()}, ${os.cpus().length} cpus`,
   };
-  console.log(`soak: ${MINUTES} min, ${RATE} msg/s per device (MQTT and AMQP), ack full, delivery tracking, ${TOKEN_S} s tokens, ` +
-    `a redeploy every ${REDEPLOY_S} s, a hub restart every ${RESTART_S} s, a sample every ${SAMPLE_S} s; RSS judged from ${BASELINE_S} s` +
-    (RUN_S < 240 ? ' (a run under 4 min: a tenth of it, not the 2-minute mark)' : ''));
+  console.log(
+    `soak: ${MINUTES} min, ${RATE} msg/s per device (MQTT and AMQP), ack full, delivery tracking, ${TOKEN_S} s tokens, ` +
+      `a redeploy every ${REDEPLOY_S} s, a hub restart every ${RESTART_S} s, a sample every ${SAMPLE_S} s; RSS judged from ${BASELINE_S} s` +
+      (RUN_S < 240 ? ' (a run under 4 min: a tenth of it, not the 2-minute mark)' : ''),
+  );
 
   hub = await startHub();
   const ports = hub.info.ports;
@@ -301,7 +415,8 @@ async function plot(result) {
   const userDir = path.join(workDir, 'node-red');
   fs.mkdirSync(userDir);
   const red = await startNodeRed({
-    userDir, credentialSecret: 'soak',
+    userDir,
+    credentialSecret: 'soak',
     settings: { logging: { soak: { level: 'warn', metrics: false, audit: false, handler: () => onLog } } },
   });
   const { RED } = red;
@@ -329,7 +444,8 @@ async function plot(result) {
       }
       if (ev.msg.deviceId !== DEVICES[transportOf(s)]) misrouted++;
       // When a duplicate came (the first 1,000): beside the events, it says which reconnect redelivered it.
-      if (delivered[s] > 0 && duplicates.length < 1000) duplicates.push({ t: Math.round(elapsed() * 10) / 10, seq: s, transport: transportOf(s) });
+      if (delivered[s] > 0 && duplicates.length < 1000)
+        duplicates.push({ t: Math.round(elapsed() * 10) / 10, seq: s, transport: transportOf(s) });
       delivered[s] = Math.min(255, delivered[s] + 1);
     } else if (id === 'tracked' && typeof ev.msg.seq === 'number') {
       const s = ev.msg.seq;
@@ -353,10 +469,12 @@ async function plot(result) {
       RED.events.on('runtime-event', onEvent);
     });
     try {
-      const body = withCredentials ? flow.map((n) => (n.type === 'iothub-connection' ? { ...n, credentials } : n)) : flow;
+      const body = withCredentials
+        ? flow.map((n) => (n.type === 'iothub-connection' ? { ...n, credentials } : n))
+        : flow;
       const r = await adminRequest(red.port, 'POST', '/flows', body, type);
       if (r.status !== 204) throw new Error(`deploy (${type}) answered ${r.status}: ${redact(r.text)}`);
-      if (!await within(started, 30_000)) throw new Error(`the flow did not start within 30 s of a ${type} deploy`);
+      if (!(await within(started, 30_000))) throw new Error(`the flow did not start within 30 s of a ${type} deploy`);
       if (flow.length && !RED.nodes.getNode('src')) throw new Error('no src node after the deploy');
     } finally {
       RED.events.removeListener('runtime-event', onEvent);
@@ -390,8 +508,17 @@ async function plot(result) {
     const m = process.memoryUsage();
     const kinds = handleKinds();
     samples.push({
-      t: Math.round(elapsed() * 10) / 10, phase, rss_mb: mb(m.rss), heap_used_mb: mb(m.heapUsed), heap_total_mb: mb(m.heapTotal), external_mb: mb(m.external),
-      handles: Object.values(kinds).reduce((a, b) => a + b, 0), handle_kinds: kinds, hub_rss_mb: hubRssMb(), sent: injected, delivered_outputs: deliveredOutputs,
+      t: Math.round(elapsed() * 10) / 10,
+      phase,
+      rss_mb: mb(m.rss),
+      heap_used_mb: mb(m.heapUsed),
+      heap_total_mb: mb(m.heapTotal),
+      external_mb: mb(m.external),
+      handles: Object.values(kinds).reduce((a, b) => a + b, 0),
+      handle_kinds: kinds,
+      hub_rss_mb: hubRssMb(),
+      sent: injected,
+      delivered_outputs: deliveredOutputs,
     });
   };
   sample('run');
@@ -401,7 +528,8 @@ async function plot(result) {
   // do not fall together. Deploys alternate full and modified-nodes (one receive node, the send node or a config node).
   const plan = [];
   for (let k = 1; k * REDEPLOY_S < RUN_S - 1; k++) plan.push({ at: k * REDEPLOY_S, kind: 'redeploy' });
-  for (let k = 1; k * RESTART_S - REDEPLOY_S / 2 < RUN_S - 1; k++) plan.push({ at: k * RESTART_S - REDEPLOY_S / 2, kind: 'restart' });
+  for (let k = 1; k * RESTART_S - REDEPLOY_S / 2 < RUN_S - 1; k++)
+    plan.push({ at: k * RESTART_S - REDEPLOY_S / 2, kind: 'restart' });
   plan.sort((a, b) => a.at - b.at);
   const events = [];
   const rotation = ['rm', 'ra', 'send', 'cfg', 'cfgA'];
@@ -416,15 +544,24 @@ async function plot(result) {
       const changed = type === 'nodes' ? rotation[(deploys / 2 - 1) % rotation.length] : undefined;
       if (changed) rev[changed]++;
       await deploy(flowFor(ports, rev), type);
-      events.push({ t: Math.round(elapsed() * 10) / 10, kind: 'redeploy', type, ...(changed ? { changed } : {}), ms: Math.round(performance.now() - started) });
+      events.push({
+        t: Math.round(elapsed() * 10) / 10,
+        kind: 'redeploy',
+        type,
+        ...(changed ? { changed } : {}),
+        ms: Math.round(performance.now() - started),
+      });
     } else {
       await stopHub(hub);
       hub = await startHub(ports);
-      if (hub.info.hubConnectionString !== hubString) throw new Error('the restarted hub has other keys: its data directory was not kept');
+      if (hub.info.hubConnectionString !== hubString)
+        throw new Error('the restarted hub has other keys: its data directory was not kept');
       events.push({ t: Math.round(elapsed() * 10) / 10, kind: 'restart', ms: Math.round(performance.now() - started) });
     }
-    console.log(`soak: ${Math.round(elapsed())} s ${step.kind}${events.at(-1).type ? ` (${events.at(-1).type}${events.at(-1).changed ? `: ${events.at(-1).changed}` : ''})` : ''} ` +
-      `in ${events.at(-1).ms} ms; sent ${injected}, delivered outputs ${deliveredOutputs}, RSS ${mb(process.memoryUsage().rss)} MB`);
+    console.log(
+      `soak: ${Math.round(elapsed())} s ${step.kind}${events.at(-1).type ? ` (${events.at(-1).type}${events.at(-1).changed ? `: ${events.at(-1).changed}` : ''})` : ''} ` +
+        `in ${events.at(-1).ms} ms; sent ${injected}, delivered outputs ${deliveredOutputs}, RSS ${mb(process.memoryUsage().rss)} MB`,
+    );
   }
   const wait = RUN_S * 1000 - (performance.now() - t0);
   if (wait > 0) await sleep(wait);
@@ -456,16 +593,29 @@ async function plot(result) {
   const end = samples.find((s) => s.phase === 'end');
   const growth = (end.rss_mb - base.rss_mb) / base.rss_mb;
   const reasons = [];
-  if (totals.all.lost > 0) reasons.push(`${totals.all.lost} messages lost (mqtt ${totals.mqtt.lost}, amqp ${totals.amqp.lost}; ${totals.all.unfinished} of them never completed by the send node)`);
-  if (growth > GROWTH_LIMIT) reasons.push(`RSS grew ${(growth * 100).toFixed(1)} % from ${base.rss_mb} MB at ${base.t} s to ${end.rss_mb} MB at the end (limit ${GROWTH_LIMIT * 100} %)`);
+  if (totals.all.lost > 0)
+    reasons.push(
+      `${totals.all.lost} messages lost (mqtt ${totals.mqtt.lost}, amqp ${totals.amqp.lost}; ${totals.all.unfinished} of them never completed by the send node)`,
+    );
+  if (growth > GROWTH_LIMIT)
+    reasons.push(
+      `RSS grew ${(growth * 100).toFixed(1)} % from ${base.rss_mb} MB at ${base.t} s to ${end.rss_mb} MB at the end (limit ${GROWTH_LIMIT * 100} %)`,
+    );
   if (hubCrashes > 0) reasons.push(`the hub process exited on its own ${hubCrashes} times`);
   if (misrouted > 0) reasons.push(`${misrouted} messages came out of the wrong device's receive node`);
   if (foreign > 0) reasons.push(`${foreign} outputs carried no sequence number the soak sent`);
   const verdict = {
-    pass: reasons.length === 0, reasons,
-    rss_baseline_t: base.t, rss_baseline_mb: base.rss_mb, rss_end_t: end.t, rss_end_mb: end.rss_mb,
-    rss_limit_mb: Math.round(base.rss_mb * (1 + GROWTH_LIMIT) * 10) / 10, rss_growth_pct: Math.round(growth * 1000) / 10,
-    drained, tracking_settled: tracked, drain_s: drainS,
+    pass: reasons.length === 0,
+    reasons,
+    rss_baseline_t: base.t,
+    rss_baseline_mb: base.rss_mb,
+    rss_end_t: end.t,
+    rss_end_mb: end.rss_mb,
+    rss_limit_mb: Math.round(base.rss_mb * (1 + GROWTH_LIMIT) * 10) / 10,
+    rss_growth_pct: Math.round(growth * 1000) / 10,
+    drained,
+    tracking_settled: tracked,
+    drain_s: drainS,
   };
   const hubLog = fs.existsSync(hubLogFile) ? fs.readFileSync(hubLogFile, 'utf8').split('\n').filter(Boolean) : [];
   const hubLogKinds = new Map();
@@ -474,11 +624,23 @@ async function plot(result) {
     hubLogKinds.set(key, (hubLogKinds.get(key) ?? 0) + 1);
   }
   const result = {
-    date: new Date().toISOString(), settings, verdict, totals,
+    date: new Date().toISOString(),
+    settings,
+    verdict,
+    totals,
     tracking: { ...totals.tracking, dropped_on_redeploy_warned: droppedTracking, outcome_twice: outcomeTwice },
-    failed_send_reasons: Object.fromEntries(failReasons), node_red_log: Object.fromEntries(logLines), hub_log: Object.fromEntries(hubLogKinds),
-    events, duplicates, traffic_end_t: Math.round(trafficEndT * 10) / 10,
-    handles: { idle_before_first_deploy: handlesIdleBefore, baseline: base.handle_kinds, end: end.handle_kinds, idle_after_empty_deploy: handlesIdleAfter },
+    failed_send_reasons: Object.fromEntries(failReasons),
+    node_red_log: Object.fromEntries(logLines),
+    hub_log: Object.fromEntries(hubLogKinds),
+    events,
+    duplicates,
+    traffic_end_t: Math.round(trafficEndT * 10) / 10,
+    handles: {
+      idle_before_first_deploy: handlesIdleBefore,
+      baseline: base.handle_kinds,
+      end: end.handle_kinds,
+      idle_after_empty_deploy: handlesIdleAfter,
+    },
     samples,
   };
   fs.writeFileSync(path.join(__dirname, 'soak.json'), JSON.stringify(result, null, 2) + '\n');
@@ -494,26 +656,56 @@ async function plot(result) {
   const rows = [['', 'sent', 'accepted', 'failed (Catch)', 'delivered', 'duplicated', 'lost', 'failed but delivered']];
   for (const k of ['mqtt', 'amqp', 'all']) {
     const r = totals[k];
-    rows.push([k === 'all' ? 'total' : `${k} device`, r.sent, r.accepted, r.failed, r.delivered, r.duplicated, r.lost, r.failed_but_delivered]);
+    rows.push([
+      k === 'all' ? 'total' : `${k} device`,
+      r.sent,
+      r.accepted,
+      r.failed,
+      r.delivered,
+      r.duplicated,
+      r.lost,
+      r.failed_but_delivered,
+    ]);
   }
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   console.log('');
-  for (const r of rows) console.log(r.map((c, i) => (i ? String(c).padStart(w[i]) : String(c).padEnd(w[i]))).join('  '));
+  for (const r of rows)
+    console.log(r.map((c, i) => (i ? String(c).padStart(w[i]) : String(c).padEnd(w[i]))).join('  '));
   const tr = result.tracking;
-  console.log(`\ndelivery tracking (accepted msgs): ${OUTCOMES.map((o) => `${o} ${tr[o]}`).join(', ')}, no outcome ${tr.none} ` +
-    `(the send node warned of ${droppedTracking} dropped when a redeploy closed it)${outcomeTwice ? `, outcome twice ${outcomeTwice}` : ''}`);
+  console.log(
+    `\ndelivery tracking (accepted msgs): ${OUTCOMES.map((o) => `${o} ${tr[o]}`).join(', ')}, no outcome ${tr.none} ` +
+      `(the send node warned of ${droppedTracking} dropped when a redeploy closed it)${outcomeTwice ? `, outcome twice ${outcomeTwice}` : ''}`,
+  );
   if (failReasons.size) console.log(`failed sends: ${[...failReasons].map(([k, n]) => `${n} x ${k}`).join('; ')}`);
   const deployTypes = events.filter((e) => e.kind === 'redeploy');
-  console.log(`events: ${deployTypes.length} redeploys (${deployTypes.filter((e) => e.type === 'full').length} full, ${deployTypes.filter((e) => e.type === 'nodes').length} modified nodes), ` +
-    `${events.filter((e) => e.kind === 'restart').length} hub restarts (${events.filter((e) => e.kind === 'restart').map((e) => `${e.ms} ms`).join(', ')}); drain ${drainS} s`);
+  console.log(
+    `events: ${deployTypes.length} redeploys (${deployTypes.filter((e) => e.type === 'full').length} full, ${deployTypes.filter((e) => e.type === 'nodes').length} modified nodes), ` +
+      `${events.filter((e) => e.kind === 'restart').length} hub restarts (${events
+        .filter((e) => e.kind === 'restart')
+        .map((e) => `${e.ms} ms`)
+        .join(', ')}); drain ${drainS} s`,
+  );
   const first = samples[0];
-  console.log(`RSS: ${first.rss_mb} MB at start, ${base.rss_mb} MB at ${base.t} s (baseline), ${end.rss_mb} MB at the end (${verdict.rss_growth_pct >= 0 ? '+' : ''}${verdict.rss_growth_pct} %, limit +${GROWTH_LIMIT * 100} %); ` +
-    `max ${Math.max(...samples.map((s) => s.rss_mb))} MB`);
-  console.log(`heap used: ${base.heap_used_mb} MB at ${base.t} s, ${end.heap_used_mb} MB at the end; hub RSS ${base.hub_rss_mb} -> ${end.hub_rss_mb} MB`);
-  const kinds = (k) => Object.entries(k).sort().map(([n, c]) => `${n} ${c}`).join(', ');
-  console.log(`handles: ${base.handles} at ${base.t} s (${kinds(base.handle_kinds)}), ${end.handles} at the end (${kinds(end.handle_kinds)})`);
-  console.log(`handles of the idle runtime: before the first deploy ${kinds(handlesIdleBefore)}; after an empty deploy ${kinds(handlesIdleAfter)}`);
-  if (logLines.size) console.log(`Node-RED warnings and errors:\n${[...logLines].map(([k, n]) => `  ${n} x ${k}`).join('\n')}`);
+  console.log(
+    `RSS: ${first.rss_mb} MB at start, ${base.rss_mb} MB at ${base.t} s (baseline), ${end.rss_mb} MB at the end (${verdict.rss_growth_pct >= 0 ? '+' : ''}${verdict.rss_growth_pct} %, limit +${GROWTH_LIMIT * 100} %); ` +
+      `max ${Math.max(...samples.map((s) => s.rss_mb))} MB`,
+  );
+  console.log(
+    `heap used: ${base.heap_used_mb} MB at ${base.t} s, ${end.heap_used_mb} MB at the end; hub RSS ${base.hub_rss_mb} -> ${end.hub_rss_mb} MB`,
+  );
+  const kinds = (k) =>
+    Object.entries(k)
+      .sort()
+      .map(([n, c]) => `${n} ${c}`)
+      .join(', ');
+  console.log(
+    `handles: ${base.handles} at ${base.t} s (${kinds(base.handle_kinds)}), ${end.handles} at the end (${kinds(end.handle_kinds)})`,
+  );
+  console.log(
+    `handles of the idle runtime: before the first deploy ${kinds(handlesIdleBefore)}; after an empty deploy ${kinds(handlesIdleAfter)}`,
+  );
+  if (logLines.size)
+    console.log(`Node-RED warnings and errors:\n${[...logLines].map(([k, n]) => `  ${n} x ${k}`).join('\n')}`);
   if (hubLogKinds.size) console.log(`hub log:\n${[...hubLogKinds].map(([k, n]) => `  ${n} x ${k}`).join('\n')}`);
   if (!drained) console.log(`soak: the drain did not finish within ${DRAIN_S} s`);
   if (!tracked) console.log('soak: some tracked messages got no outcome within the tracking time');

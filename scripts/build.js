@@ -14,8 +14,10 @@ let tsc;
 try {
   tsc = require.resolve('typescript/bin/tsc', { paths: [root] });
 } catch {
-  process.stderr.write('build: TypeScript is not installed. Install the devDependencies (`npm ci`, not `npm ci --omit=dev`) to build,\n'
-    + 'or install the published package (`npm install @iothub-c2d/node-red`), which carries the compiled nodes.\n');
+  process.stderr.write(
+    'build: TypeScript is not installed. Install the devDependencies (`npm ci`, not `npm ci --omit=dev`) to build,\n' +
+      'or install the published package (`npm install @iothub-c2d/node-red`), which carries the compiled nodes.\n',
+  );
   process.exit(1);
 }
 

@@ -22,7 +22,8 @@ for (const f of files) {
   const deps = [];
   const pkgs = [];
   // `import x from '...'`, `import '...'`, `export ... from '...'`, `require('...')`; not `import type`.
-  const re = /^\s*(?:import(?!\s+type\b)[^'"]*?from\s*|import\s*|export\s+(?!type\b)[^'"]*?from\s*)['"]([^'"]+)['"]|require\(\s*['"]([^'"]+)['"]\s*\)/gm;
+  const re =
+    /^\s*(?:import(?!\s+type\b)[^'"]*?from\s*|import\s*|export\s+(?!type\b)[^'"]*?from\s*)['"]([^'"]+)['"]|require\(\s*['"]([^'"]+)['"]\s*\)/gm;
   for (let m; (m = re.exec(text));) {
     const spec = m[1] ?? m[2];
     if (spec.startsWith('.')) {
@@ -42,7 +43,8 @@ function visit(f) {
   state.set(f, 'open');
   stack.push(f);
   for (const d of graph.get(f) ?? []) {
-    if (state.get(d) === 'open') problems.push(`import cycle: ${[...stack.slice(stack.indexOf(d)), d].map(rel).join(' -> ')}`);
+    if (state.get(d) === 'open')
+      problems.push(`import cycle: ${[...stack.slice(stack.indexOf(d)), d].map(rel).join(' -> ')}`);
     else if (!state.has(d)) visit(d);
   }
   stack.pop();
@@ -52,19 +54,27 @@ for (const f of files) if (!state.has(f)) visit(f);
 
 const mqttTransport = path.join(src, 'core', 'mqtt-device.ts');
 for (const [f, pkgs] of packages) {
-  if (pkgs.some((p) => p === 'mqtt' || p.startsWith('mqtt/')) && f !== mqttTransport) problems.push(`${rel(f)} loads mqtt: only core/mqtt-device.ts may`);
+  if (pkgs.some((p) => p === 'mqtt' || p.startsWith('mqtt/')) && f !== mqttTransport)
+    problems.push(`${rel(f)} loads mqtt: only core/mqtt-device.ts may`);
 }
 function closure(f, seen = new Set()) {
-  for (const d of graph.get(f) ?? []) if (!seen.has(d)) { seen.add(d); closure(d, seen); }
+  for (const d of graph.get(f) ?? [])
+    if (!seen.has(d)) {
+      seen.add(d);
+      closure(d, seen);
+    }
   return seen;
 }
 const serviceLoads = closure(path.join(src, 'core', 'service-client.ts'));
 for (const t of ['mqtt-device.ts', 'amqp-device.ts', 'device-client.ts']) {
-  if (serviceLoads.has(path.join(src, 'core', t))) problems.push(`core/service-client.ts loads core/${t}: the back end needs no device transport`);
+  if (serviceLoads.has(path.join(src, 'core', t)))
+    problems.push(`core/service-client.ts loads core/${t}: the back end needs no device transport`);
 }
 
 if (problems.length) {
   console.error(problems.join('\n'));
   process.exit(1);
 }
-console.log(`imports: ${files.length} files, no cycle; only core/mqtt-device.ts loads mqtt; the service client loads no device transport`);
+console.log(
+  `imports: ${files.length} files, no cycle; only core/mqtt-device.ts loads mqtt; the service client loads no device transport`,
+);

@@ -13,7 +13,14 @@ function installPackage(userDir) {
   if (!fs.existsSync(link)) fs.symlinkSync(root, link, 'dir');
   const pkg = path.join(userDir, 'package.json');
   if (!fs.existsSync(pkg)) {
-    fs.writeFileSync(pkg, JSON.stringify({ name: 'node-red-project', private: true, dependencies: { '@iothub-c2d/node-red': '*' } }, null, 2));
+    fs.writeFileSync(
+      pkg,
+      JSON.stringify(
+        { name: 'node-red-project', private: true, dependencies: { '@iothub-c2d/node-red': '*' } },
+        null,
+        2,
+      ),
+    );
   }
 }
 

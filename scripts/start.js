@@ -28,7 +28,10 @@ function credentialSecret() {
   }
   let secret = fs.existsSync(secretFile) ? fs.readFileSync(secretFile, 'utf8').trim() : '';
   if (!secret) {
-    secret = typeof runtimeConfig?._credentialSecret === 'string' ? runtimeConfig._credentialSecret : crypto.randomBytes(32).toString('hex');
+    secret =
+      typeof runtimeConfig?._credentialSecret === 'string'
+        ? runtimeConfig._credentialSecret
+        : crypto.randomBytes(32).toString('hex');
     fs.writeFileSync(secretFile, `${secret}\n`, { mode: 0o600 });
   }
   if (runtimeConfig && runtimeConfig._credentialSecret === secret) {
@@ -40,7 +43,15 @@ function credentialSecret() {
   if (!fs.existsSync(credFile)) {
     const iv = crypto.randomBytes(16);
     const cipher = crypto.createCipheriv('aes-256-ctr', crypto.createHash('sha256').update(secret).digest(), iv);
-    fs.writeFileSync(credFile, JSON.stringify({ $: iv.toString('hex') + cipher.update('{}', 'utf8', 'base64') + cipher.final('base64') }, null, 4), { mode: 0o600 });
+    fs.writeFileSync(
+      credFile,
+      JSON.stringify(
+        { $: iv.toString('hex') + cipher.update('{}', 'utf8', 'base64') + cipher.final('base64') },
+        null,
+        4,
+      ),
+      { mode: 0o600 },
+    );
   }
   return secret;
 }
@@ -50,7 +61,9 @@ const LEVELS = { 10: 'fatal', 20: 'error', 30: 'warn', 40: 'info', 50: 'debug', 
 const logging = {
   console: { level: 'off' },
   start: {
-    level: 'warn', metrics: false, audit: false,
+    level: 'warn',
+    metrics: false,
+    audit: false,
     handler: () => (m) => {
       const text = m.msg instanceof Error ? m.msg.stack : typeof m.msg === 'string' ? m.msg : util.inspect(m.msg);
       if (/^Projects disabled/.test(text)) return;
@@ -75,22 +88,27 @@ async function main() {
     deviceString = hub.deviceConnectionString(device);
   }
   const red = await startNodeRed({
-    userDir, port, credentialSecret: credentialSecret(), settings: { logging },
+    userDir,
+    port,
+    credentialSecret: credentialSecret(),
+    settings: { logging },
     flows: firstStart ? JSON.parse(fs.readFileSync(TUTORIAL, 'utf8')) : undefined,
   });
-  process.stdout.write([
-    '',
-    `  Node-RED editor:   ${red.url}`,
-    '',
-    '  Local hub (for official Azure SDK apps; trust its CA with NODE_EXTRA_CA_CERTS):',
-    `    CA certificate:    ${hub.caCertPath}`,
-    `    ports:             MQTT ${hub.ports.mqtts}, AMQP ${hub.ports.amqps}, HTTPS and WebSockets ${hub.ports.https}`,
-    `    hub (iothubowner): ${hub.hubConnectionString}`,
-    `    device ${device}:   ${deviceString}`,
-    '',
-    '  Ctrl-C stops everything.',
-    '',
-  ].join('\n'));
+  process.stdout.write(
+    [
+      '',
+      `  Node-RED editor:   ${red.url}`,
+      '',
+      '  Local hub (for official Azure SDK apps; trust its CA with NODE_EXTRA_CA_CERTS):',
+      `    CA certificate:    ${hub.caCertPath}`,
+      `    ports:             MQTT ${hub.ports.mqtts}, AMQP ${hub.ports.amqps}, HTTPS and WebSockets ${hub.ports.https}`,
+      `    hub (iothubowner): ${hub.hubConnectionString}`,
+      `    device ${device}:   ${deviceString}`,
+      '',
+      '  Ctrl-C stops everything.',
+      '',
+    ].join('\n'),
+  );
 
   let stopping = false;
   const stop = async () => {

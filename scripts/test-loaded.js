@@ -6,12 +6,19 @@ const { spawn } = require('node:child_process');
 const path = require('node:path');
 
 const burners = [0, 1].map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
-const stopBurners = () => { for (const b of burners) b.kill('SIGKILL'); };
+const stopBurners = () => {
+  for (const b of burners) b.kill('SIGKILL');
+};
 process.on('exit', stopBurners);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 
-console.log(`# test:loaded: two CPU-bound processes (pids ${burners.map((b) => b.pid).join(', ')}) run beside the suite`);
-const suite = spawn(process.execPath, [path.join(__dirname, 'test.js'), ...process.argv.slice(2)], { stdio: 'inherit', env: { ...process.env, IOTHUB_TEST_LOADED: '1' } });
+console.log(
+  `# test:loaded: two CPU-bound processes (pids ${burners.map((b) => b.pid).join(', ')}) run beside the suite`,
+);
+const suite = spawn(process.execPath, [path.join(__dirname, 'test.js'), ...process.argv.slice(2)], {
+  stdio: 'inherit',
+  env: { ...process.env, IOTHUB_TEST_LOADED: '1' },
+});
 suite.on('exit', (code, signal) => {
   stopBurners();
   process.exit(code ?? (signal ? 1 : 0));

@@ -25,5 +25,17 @@ const only = process.argv.slice(2);
 const selected = only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files;
 // A hung test fails after 3 minutes instead of stalling CI.
 const handleCheck = path.join(__dirname, '..', 'test', 'support', 'handle-check.js');
-const r = spawnSync(process.execPath, ['--enable-source-maps', '--require', handleCheck, '--test', '--test-concurrency=1', '--test-timeout=180000', ...selected.sort()], { stdio: 'inherit' });
+const r = spawnSync(
+  process.execPath,
+  [
+    '--enable-source-maps',
+    '--require',
+    handleCheck,
+    '--test',
+    '--test-concurrency=1',
+    '--test-timeout=180000',
+    ...selected.sort(),
+  ],
+  { stdio: 'inherit' },
+);
 process.exit(r.status === null ? 1 : r.status);

@@ -8,8 +8,13 @@ import { Node, NodeAPI, NodeDef } from './node-red';
 
 function recordMsg(r: FeedbackRecord) {
   return {
-    payload: r, topic: r.statusCode, deviceId: r.deviceId, originalMessageId: r.originalMessageId,
-    statusCode: r.statusCode, enqueuedTimeUtc: r.enqueuedTimeUtc, description: r.description,
+    payload: r,
+    topic: r.statusCode,
+    deviceId: r.deviceId,
+    originalMessageId: r.originalMessageId,
+    statusCode: r.statusCode,
+    enqueuedTimeUtc: r.enqueuedTimeUtc,
+    description: r.description,
   };
 }
 
@@ -26,16 +31,27 @@ module.exports = function (RED: NodeAPI) {
     } else if (config.configError) {
       node.status({ fill: 'red', shape: 'ring', text: RED._('iothub-c2d-feedback.status.badConfig') });
     } else {
-      holdLease(RED, node, config.useService((ev: StatusEvent) => node.status(config.statusOf(ev))), (l) => {
-        // Returning normally lets the client accept the feedback message: records were emitted.
-        l.addFeedbackListener((records) => {
-          if (split) for (const r of records) node.send(recordMsg(r));
-          else node.send({ payload: records, topic: 'feedback', count: records.length });
-        }, (err, body) => {
-          // The Catch node gets what the hub sent; the hub dead-letters it rather than sending it forever.
-          node.error(`${RED._('iothub-c2d-feedback.errors.unreadable')}: ${err.message}`, { topic: 'feedback', payload: body });
-        });
-      });
+      holdLease(
+        RED,
+        node,
+        config.useService((ev: StatusEvent) => node.status(config.statusOf(ev))),
+        (l) => {
+          // Returning normally lets the client accept the feedback message: records were emitted.
+          l.addFeedbackListener(
+            (records) => {
+              if (split) for (const r of records) node.send(recordMsg(r));
+              else node.send({ payload: records, topic: 'feedback', count: records.length });
+            },
+            (err, body) => {
+              // The Catch node gets what the hub sent; the hub dead-letters it rather than sending it forever.
+              node.error(`${RED._('iothub-c2d-feedback.errors.unreadable')}: ${err.message}`, {
+                topic: 'feedback',
+                payload: body,
+              });
+            },
+          );
+        },
+      );
     }
   }
   RED.nodes.registerType('iothub-c2d-feedback', C2DFeedbackNode);

@@ -3,7 +3,14 @@ import { DeliveryTracker } from './core/delivery-tracker';
 import type { StatusEvent } from './core/state';
 import { IotHubError } from './core/errors';
 import { ServiceLease } from './core/hub-session';
-import { buildC2DMessage, EvaluatedRow, MappingRow, parseAck, parseExpiry, renderTemplate } from './core/message-builder';
+import {
+  buildC2DMessage,
+  EvaluatedRow,
+  MappingRow,
+  parseAck,
+  parseExpiry,
+  renderTemplate,
+} from './core/message-builder';
 import type { ConnectionNode } from './iothub-connection';
 import { holdLease } from './node-lease';
 import { c2dSendSettings } from './node-settings';
@@ -25,9 +32,11 @@ module.exports = function (RED: NodeAPI) {
       try {
         value = await evaluate(node, r.value, r.valueType, msg);
       } catch (err) {
-        throw new IotHubError('INVALID_MESSAGE',
+        throw new IotHubError(
+          'INVALID_MESSAGE',
           `property row ${i + 1} "${r.name}": ${r.valueType} value cannot be evaluated (${(err as Error).message})`,
-          { field: `mappings[${i + 1}]` });
+          { field: `mappings[${i + 1}]` },
+        );
       }
       out.push({ name: r.name, value, row: i + 1 });
     }
@@ -37,7 +46,16 @@ module.exports = function (RED: NodeAPI) {
   function C2DSendNode(this: Node, def: NodeDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { connection, rows, ack: nodeAck, ttlSec, trackDelivery, trackTimeoutMs, deviceIdType, deviceId: deviceIdValue } = c2dSendSettings(def);
+    const {
+      connection,
+      rows,
+      ack: nodeAck,
+      ttlSec,
+      trackDelivery,
+      trackTimeoutMs,
+      deviceIdType,
+      deviceId: deviceIdValue,
+    } = c2dSendSettings(def);
     const config = RED.nodes.getNode(connection) as ConnectionNode | null;
     const tracker = new DeliveryTracker();
     let removeFeedback: (() => void) | undefined;
@@ -46,14 +64,22 @@ module.exports = function (RED: NodeAPI) {
       ? config.configError
         ? Promise.reject(config.configError)
         : config.useService((ev: StatusEvent) => node.status(config.statusOf(ev)))
-      : Promise.reject(new IotHubError('INVALID_ARGUMENT', RED._('iothub-c2d-send.errors.noConfig'), { field: 'connection' }));
-    const held = holdLease(RED, node, ready, (l) => {
-      if (trackDelivery) removeFeedback = l.addFeedbackListener((records) => tracker.handleRecords(records));
-    }, () => {
-      const dropped = tracker.close();
-      if (dropped > 0) node.warn(RED._('iothub-c2d-send.track.dropped', { n: dropped }));
-      if (removeFeedback) removeFeedback();
-    });
+      : Promise.reject(
+          new IotHubError('INVALID_ARGUMENT', RED._('iothub-c2d-send.errors.noConfig'), { field: 'connection' }),
+        );
+    const held = holdLease(
+      RED,
+      node,
+      ready,
+      (l) => {
+        if (trackDelivery) removeFeedback = l.addFeedbackListener((records) => tracker.handleRecords(records));
+      },
+      () => {
+        const dropped = tracker.close();
+        if (dropped > 0) node.warn(RED._('iothub-c2d-send.track.dropped', { n: dropped }));
+        if (removeFeedback) removeFeedback();
+      },
+    );
 
     function checkedDeviceId(id: unknown): string {
       if (typeof id !== 'string' || !id.trim()) {
@@ -63,7 +89,14 @@ module.exports = function (RED: NodeAPI) {
     }
 
     /** Builds, tracks and sends one message; done() once the hub accepted it, done(err) when it did not. */
-    function dispatch(msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void, deviceId: string, evaluated: EvaluatedRow[], l: ServiceLease): void {
+    function dispatch(
+      msg: NodeMessage,
+      send: (m: NodeMessage) => void,
+      done: (err?: Error) => void,
+      deviceId: string,
+      evaluated: EvaluatedRow[],
+      l: ServiceLease,
+    ): void {
       let ack = msg.ack !== undefined ? parseAck(msg.ack, 'msg.ack') : nodeAck;
       // Tracking needs the hub to report both outcomes.
       if (trackDelivery) ack = 'full';
@@ -78,13 +111,16 @@ module.exports = function (RED: NodeAPI) {
           send(out);
         });
       }
-      l.send(deviceId, message).then(() => {
-        msg.messageId = messageId;
-        done();
-      }, (err: Error) => {
-        if (trackDelivery) tracker.forget(messageId);
-        done(err);
-      });
+      l.send(deviceId, message).then(
+        () => {
+          msg.messageId = messageId;
+          done();
+        },
+        (err: Error) => {
+          if (trackDelivery) tracker.forget(messageId);
+          done(err);
+        },
+      );
     }
 
     node.on('input', (msg, send, done) => {
@@ -100,7 +136,11 @@ module.exports = function (RED: NodeAPI) {
         return;
       }
       (async () => {
-        const deviceId = checkedDeviceId(deviceIdType === 'str' ? deviceIdValue || msg.deviceId : await evaluate(node, deviceIdValue, deviceIdType, msg));
+        const deviceId = checkedDeviceId(
+          deviceIdType === 'str'
+            ? deviceIdValue || msg.deviceId
+            : await evaluate(node, deviceIdValue, deviceIdType, msg),
+        );
         const evaluated = rows.length > 0 ? await evaluateRows(node, rows, msg) : [];
         const l = held.lease ?? (held.error ? undefined : await ready);
         if (!l) throw held.error ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));

@@ -16,7 +16,12 @@ export interface ConnectionNode extends Node {
   /** Why this config cannot connect, if it cannot (shown by every user). */
   configError?: IotHubError;
   capabilities?: Capabilities;
-  useDevice(deviceId: string, user: DeviceUser, settle: 'auto' | 'manual', credentials?: DeviceCredentials & { hostName?: string }): Promise<DeviceLease>;
+  useDevice(
+    deviceId: string,
+    user: DeviceUser,
+    settle: 'auto' | 'manual',
+    credentials?: DeviceCredentials & { hostName?: string },
+  ): Promise<DeviceLease>;
   useService(onStatus: (s: StatusEvent) => void): Promise<ServiceLease>;
   statusOf(ev: StatusEvent): NodeStatus;
 }
@@ -27,22 +32,36 @@ module.exports = function (RED: NodeAPI) {
     if (!text) return text;
     return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
       let v: unknown;
-      RED.util.evaluateNodeProperty(name, 'env', node, {}, (_e, r) => { v = r; });
+      RED.util.evaluateNodeProperty(name, 'env', node, {}, (_e, r) => {
+        v = r;
+      });
       return typeof v === 'string' ? v : '';
     });
   }
 
   function statusOf(ev: StatusEvent): NodeStatus {
     switch (ev.state) {
-      case 'connected': return { fill: 'green', shape: 'dot', text: RED._('iothub-connection.status.connected') };
-      case 'connecting': return { fill: 'yellow', shape: 'ring', text: RED._('iothub-connection.status.connecting') };
-      case 'reconnecting': return {
-        fill: 'yellow', shape: 'ring',
-        text: RED._('iothub-connection.status.reconnecting', { s: Math.ceil((ev.nextRetryMs ?? 0) / 1000), n: ev.attempt ?? 1 }),
-      };
-      case 'unauthorized': return { fill: 'red', shape: 'ring', text: RED._('iothub-connection.status.unauthorized') };
-      case 'error': return ev.error ? failureStatus(RED, ev.error) : { fill: 'red', shape: 'ring', text: RED._('iothub-connection.status.error') };
-      default: return { fill: 'grey', shape: 'ring', text: RED._('iothub-connection.status.disconnected') };
+      case 'connected':
+        return { fill: 'green', shape: 'dot', text: RED._('iothub-connection.status.connected') };
+      case 'connecting':
+        return { fill: 'yellow', shape: 'ring', text: RED._('iothub-connection.status.connecting') };
+      case 'reconnecting':
+        return {
+          fill: 'yellow',
+          shape: 'ring',
+          text: RED._('iothub-connection.status.reconnecting', {
+            s: Math.ceil((ev.nextRetryMs ?? 0) / 1000),
+            n: ev.attempt ?? 1,
+          }),
+        };
+      case 'unauthorized':
+        return { fill: 'red', shape: 'ring', text: RED._('iothub-connection.status.unauthorized') };
+      case 'error':
+        return ev.error
+          ? failureStatus(RED, ev.error)
+          : { fill: 'red', shape: 'ring', text: RED._('iothub-connection.status.error') };
+      default:
+        return { fill: 'grey', shape: 'ring', text: RED._('iothub-connection.status.disconnected') };
     }
   }
 
@@ -50,8 +69,16 @@ module.exports = function (RED: NodeAPI) {
     RED.nodes.createNode(this, def);
     const node = this;
     const settings = connectionSettings(def);
-    const { deviceTransport, serviceTransport, tokenLifetimeSec, keepAliveSec, sendQueueLimit, sendQueueTimeoutMs } = settings;
-    const common = { deviceTransport, serviceTransport, tokenLifetimeSec, keepAliveSec, sendQueueLimit, sendQueueTimeoutMs };
+    const { deviceTransport, serviceTransport, tokenLifetimeSec, keepAliveSec, sendQueueLimit, sendQueueTimeoutMs } =
+      settings;
+    const common = {
+      deviceTransport,
+      serviceTransport,
+      tokenLifetimeSec,
+      keepAliveSec,
+      sendQueueLimit,
+      sendQueueTimeoutMs,
+    };
     node.statusOf = statusOf;
 
     let session: Promise<HubSession>;
@@ -62,7 +89,8 @@ module.exports = function (RED: NodeAPI) {
       session = acquireLocalHub(settings.localHub, RED.settings.userDir).then((hub) => {
         const connection = parseConnectionString(hub.hubConnectionString);
         return new HubSession({
-          connection, ...common,
+          connection,
+          ...common,
           connectHost: '127.0.0.1',
           ports: { mqtt: hub.ports.mqtts, amqp: hub.ports.amqps, ws: hub.ports.https },
           ca: hub.caPem,
@@ -72,43 +100,61 @@ module.exports = function (RED: NodeAPI) {
       let connection: ConnectionInfo | undefined;
       try {
         const envName = settings.connectionStringEnv;
-        const text = (expandEnv(node, node.credentials?.connectionString) || (envName ? expandEnv(node, '${' + envName + '}') : ''))?.trim();
+        const text = (
+          expandEnv(node, node.credentials?.connectionString) || (envName ? expandEnv(node, '${' + envName + '}') : '')
+        )?.trim();
         if (!text) {
-          throw new IotHubError('INVALID_CONNECTION_STRING',
+          throw new IotHubError(
+            'INVALID_CONNECTION_STRING',
             envName
               ? `no connection string: the environment variable ${envName} is not set; set it before starting Node-RED, or paste a connection string`
               : 'no connection string: paste one from the Azure portal (hub policy or device), or choose "Local hub"',
-            { field: 'connectionString' });
+            { field: 'connectionString' },
+          );
         }
         connection = parseConnectionString(text);
         node.capabilities = capabilitiesOf(connection);
       } catch (err) {
-        node.configError = err instanceof IotHubError ? err
-          : new IotHubError('INVALID_CONNECTION_STRING', 'the connection string cannot be read', { field: 'connectionString' });
+        node.configError =
+          err instanceof IotHubError
+            ? err
+            : new IotHubError('INVALID_CONNECTION_STRING', 'the connection string cannot be read', {
+                field: 'connectionString',
+              });
         node.error(`${RED._('iothub-connection.errors.config')}: ${node.configError.message}`);
       }
       const ok = connection;
       session = ok
-        ? Promise.resolve(new HubSession({
-          connection: ok, ...common,
-          ports: settings.ports,
-          ca: expandEnv(node, node.credentials?.ca) || undefined,
-          cert: expandEnv(node, node.credentials?.cert) || undefined,
-          key: expandEnv(node, node.credentials?.key) || undefined,
-        }))
+        ? Promise.resolve(
+            new HubSession({
+              connection: ok,
+              ...common,
+              ports: settings.ports,
+              ca: expandEnv(node, node.credentials?.ca) || undefined,
+              cert: expandEnv(node, node.credentials?.cert) || undefined,
+              key: expandEnv(node, node.credentials?.key) || undefined,
+            }),
+          )
         : Promise.reject(node.configError);
     }
     // Users see the failure through their own calls; this keeps an unused rejection quiet.
     session.catch(() => undefined);
 
-    node.useDevice = async (deviceId, user, settle, credentials) => (await session).acquireDevice(deviceId, user, settle, credentials);
+    node.useDevice = async (deviceId, user, settle, credentials) =>
+      (await session).acquireDevice(deviceId, user, settle, credentials);
     node.useService = async (onStatus) => (await session).acquireService(onStatus);
 
     node.on('close', (removed, done) => {
       session
-        .then((s) => s.close(), () => undefined)
+        .then(
+          (s) => s.close(),
+          () => undefined,
+        )
         .then(() => (usingLocalHub ? releaseLocalHub(removed ? 0 : 2000) : undefined))
-        .then(() => done(), () => done());
+        .then(
+          () => done(),
+          () => done(),
+        );
     });
   }
 
@@ -119,9 +165,14 @@ module.exports = function (RED: NodeAPI) {
       const c = parseConnectionString(text.trim());
       const caps = capabilitiesOf(c);
       res.json({
-        ok: true, kind: c.kind, hostName: c.hostName, deviceId: c.deviceId, policy: c.sharedAccessKeyName,
+        ok: true,
+        kind: c.kind,
+        hostName: c.hostName,
+        deviceId: c.deviceId,
+        policy: c.sharedAccessKeyName,
         auth: c.x509 ? 'x509' : c.sharedAccessSignature ? 'token' : 'key',
-        service: caps.service, anyDevice: caps.anyDevice,
+        service: caps.service,
+        anyDevice: caps.anyDevice,
       });
     } catch (err) {
       const e = err instanceof IotHubError ? err : undefined;

@@ -40,35 +40,60 @@ function toMsg(deviceId: string, m: ReceivedC2DMessage, output: PayloadOutput): 
 /** The ids a device list setting holds: a JSON array of strings, or a string of ids between spaces or new lines. */
 function idsOf(value: unknown): string[] {
   if (Array.isArray(value)) {
-    return value.map((v, i) => {
-      if (typeof v !== 'string') throw new IotHubError('INVALID_ARGUMENT', `device list entry ${i + 1} is not a string`, { field: 'deviceId' });
-      return v.trim();
-    }).filter(Boolean);
+    return value
+      .map((v, i) => {
+        if (typeof v !== 'string')
+          throw new IotHubError('INVALID_ARGUMENT', `device list entry ${i + 1} is not a string`, {
+            field: 'deviceId',
+          });
+        return v.trim();
+      })
+      .filter(Boolean);
   }
   if (typeof value === 'string') return value.split(/\s+/).filter(Boolean);
   if (value === undefined || value === null) return [];
-  throw new IotHubError('INVALID_ARGUMENT', 'the device list must be a string of ids or an array of strings', { field: 'deviceId' });
+  throw new IotHubError('INVALID_ARGUMENT', 'the device list must be a string of ids or an array of strings', {
+    field: 'deviceId',
+  });
 }
 
 /** A device's own credentials from a connect msg: msg.connectionString (a device connection string) or msg.sharedAccessKey. */
 function credentialsOf(msg: NodeMessage, deviceId: string): (DeviceCredentials & { hostName?: string }) | undefined {
   if (msg.connectionString !== undefined) {
-    if (typeof msg.connectionString !== 'string') throw new IotHubError('INVALID_ARGUMENT', 'msg.connectionString must be a string', { field: 'connectionString' });
+    if (typeof msg.connectionString !== 'string')
+      throw new IotHubError('INVALID_ARGUMENT', 'msg.connectionString must be a string', { field: 'connectionString' });
     const c = parseConnectionString(msg.connectionString.trim());
     if (c.kind !== 'device') {
-      throw new IotHubError('INVALID_ARGUMENT', 'msg.connectionString must be a device connection string (HostName=…;DeviceId=…;SharedAccessKey=…)', { field: 'connectionString' });
+      throw new IotHubError(
+        'INVALID_ARGUMENT',
+        'msg.connectionString must be a device connection string (HostName=…;DeviceId=…;SharedAccessKey=…)',
+        { field: 'connectionString' },
+      );
     }
     if (c.deviceId !== deviceId) {
-      throw new IotHubError('INVALID_ARGUMENT', `msg.connectionString is for device "${c.deviceId}", not "${deviceId}"`, { field: 'connectionString' });
+      throw new IotHubError(
+        'INVALID_ARGUMENT',
+        `msg.connectionString is for device "${c.deviceId}", not "${deviceId}"`,
+        { field: 'connectionString' },
+      );
     }
-    if (c.x509) throw new IotHubError('INVALID_ARGUMENT', 'an x509 device string needs a certificate: use a config node with the certificate and key', { field: 'connectionString' });
+    if (c.x509)
+      throw new IotHubError(
+        'INVALID_ARGUMENT',
+        'an x509 device string needs a certificate: use a config node with the certificate and key',
+        { field: 'connectionString' },
+      );
     return c.sharedAccessSignature
       ? { sharedAccessSignature: c.sharedAccessSignature, hostName: c.hostName }
       : { sharedAccessKey: c.sharedAccessKey as string, hostName: c.hostName };
   }
   if (msg.sharedAccessKey !== undefined) {
     if (typeof msg.sharedAccessKey !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(msg.sharedAccessKey.trim())) {
-      throw new IotHubError('INVALID_ARGUMENT', 'msg.sharedAccessKey must be a base64 key (the device\'s primary or secondary key)', { field: 'sharedAccessKey' });
+      throw new IotHubError(
+        'INVALID_ARGUMENT',
+        "msg.sharedAccessKey must be a base64 key (the device's primary or secondary key)",
+        { field: 'sharedAccessKey' },
+      );
     }
     return { sharedAccessKey: msg.sharedAccessKey.trim() };
   }
@@ -81,8 +106,22 @@ module.exports = function (RED: NodeAPI) {
   function summary(counts: Partial<Record<ConnectionState, number>>, size: number): NodeStatus {
     if (size === 0) return { fill: 'grey', shape: 'ring', text: RED._('iothub-device-receive.status.noDevices') };
     const parts: string[] = [];
-    for (const state of ['connected', 'connecting', 'reconnecting', 'unauthorized', 'error', 'disconnected', 'closed'] as ConnectionState[]) {
-      if (counts[state]) parts.push(RED._('iothub-device-receive.status.count', { n: counts[state], state: RED._(`iothub-device-receive.state.${state}`) }));
+    for (const state of [
+      'connected',
+      'connecting',
+      'reconnecting',
+      'unauthorized',
+      'error',
+      'disconnected',
+      'closed',
+    ] as ConnectionState[]) {
+      if (counts[state])
+        parts.push(
+          RED._('iothub-device-receive.status.count', {
+            n: counts[state],
+            state: RED._(`iothub-device-receive.state.${state}`),
+          }),
+        );
     }
     const fill = counts.unauthorized || counts.error ? 'red' : counts.connected === size ? 'green' : 'yellow';
     return { fill, shape: counts.connected === size ? 'dot' : 'ring', text: parts.join(', ') };
@@ -103,7 +142,11 @@ module.exports = function (RED: NodeAPI) {
         timer: setTimeout(() => {
           unsettled.delete(lockToken);
           lapsed++;
-          node.status({ fill: 'yellow', shape: 'ring', text: RED._('iothub-device-receive.status.lockLapsed', { n: lapsed }) });
+          node.status({
+            fill: 'yellow',
+            shape: 'ring',
+            text: RED._('iothub-device-receive.status.lockLapsed', { n: lapsed }),
+          });
         }, LOCK_MS),
       });
     };
@@ -123,12 +166,18 @@ module.exports = function (RED: NodeAPI) {
       if (redraw) return;
       redraw = setTimeout(() => {
         redraw = undefined;
-        if (fleet) node.status(fleet.size === 1 && lastSingle ? config.statusOf(lastSingle) : summary(fleet.counts(), fleet.size));
+        if (fleet)
+          node.status(
+            fleet.size === 1 && lastSingle ? config.statusOf(lastSingle) : summary(fleet.counts(), fleet.size),
+          );
       }, 250);
     };
 
-    const add = (deviceId: string, byMsg: boolean, credentials?: DeviceCredentials & { hostName?: string }): Promise<void> =>
-      (fleet as DeviceFleet).add(deviceId, byMsg, credentials).then(showStatus);
+    const add = (
+      deviceId: string,
+      byMsg: boolean,
+      credentials?: DeviceCredentials & { hostName?: string },
+    ): Promise<void> => (fleet as DeviceFleet).add(deviceId, byMsg, credentials).then(showStatus);
 
     if (!config) {
       fail(RED._('iothub-device-receive.status.noConfig'));
@@ -139,7 +188,8 @@ module.exports = function (RED: NodeAPI) {
       fleet = new DeviceFleet((deviceId, user, credentials) => config.useDevice(deviceId, user, settle, credentials), {
         status: (deviceId, ev) => {
           if (fleet?.size === 1) lastSingle = ev;
-          if ((ev.state === 'unauthorized' || ev.state === 'error') && ev.error) node.warn(fleet && fleet.size > 1 ? `${deviceId}: ${ev.error.message}` : ev.error.message);
+          if ((ev.state === 'unauthorized' || ev.state === 'error') && ev.error)
+            node.warn(fleet && fleet.size > 1 ? `${deviceId}: ${ev.error.message}` : ev.error.message);
           showStatus();
         },
         message: (deviceId, m: ReceivedC2DMessage) => {
@@ -157,7 +207,11 @@ module.exports = function (RED: NodeAPI) {
         // Nothing to deliver, but not nothing to say: the Catch node gets what came, the status counts it.
         unreadable: (deviceId, err, raw) => {
           unreadable++;
-          node.status({ fill: 'yellow', shape: 'dot', text: RED._('iothub-device-receive.status.unreadable', { n: unreadable }) });
+          node.status({
+            fill: 'yellow',
+            shape: 'dot',
+            text: RED._('iothub-device-receive.status.unreadable', { n: unreadable }),
+          });
           const msg: NodeMessage = { deviceId, payload: raw.body };
           if (raw.topic !== undefined) msg.topic = raw.topic;
           node.error(`${RED._('iothub-device-receive.errors.unreadable')}: ${err.message}`, msg);
@@ -168,7 +222,8 @@ module.exports = function (RED: NodeAPI) {
           node.status(summary({}, 0));
           return;
         }
-        if (ids.length === 1) node.status({ fill: 'yellow', shape: 'ring', text: RED._('iothub-device-receive.status.connecting') });
+        if (ids.length === 1)
+          node.status({ fill: 'yellow', shape: 'ring', text: RED._('iothub-device-receive.status.connecting') });
         for (const id of new Set(ids)) {
           add(id, false).catch((err: Error) => {
             if (ids.length === 1) node.status(failureStatus(RED, err));
@@ -181,7 +236,10 @@ module.exports = function (RED: NodeAPI) {
       } else {
         RED.util.evaluateNodeProperty(idSetting, deviceIdType, node, {}, (err, value) => {
           try {
-            if (err) throw new IotHubError('INVALID_ARGUMENT', `the device list cannot be read (${err.message})`, { field: 'deviceId' });
+            if (err)
+              throw new IotHubError('INVALID_ARGUMENT', `the device list cannot be read (${err.message})`, {
+                field: 'deviceId',
+              });
             start(idsOf(value));
           } catch (e) {
             fail(failureStatus(RED, e).text as string);
@@ -191,10 +249,20 @@ module.exports = function (RED: NodeAPI) {
       }
     }
 
-    function action(msg: NodeMessage, send: (m: NodeMessage | (NodeMessage | null)[]) => void, done: (err?: Error) => void): void {
+    function action(
+      msg: NodeMessage,
+      send: (m: NodeMessage | (NodeMessage | null)[]) => void,
+      done: (err?: Error) => void,
+    ): void {
       const name = msg.action;
       if (typeof name !== 'string' || !ACTIONS.includes(name)) {
-        done(new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.badAction', { action: JSON.stringify(name) }), { field: 'action' }));
+        done(
+          new IotHubError(
+            'INVALID_ARGUMENT',
+            RED._('iothub-device-receive.errors.badAction', { action: JSON.stringify(name) }),
+            { field: 'action' },
+          ),
+        );
         return;
       }
       if (!fleet) {
@@ -208,18 +276,28 @@ module.exports = function (RED: NodeAPI) {
       }
       const deviceId = typeof msg.deviceId === 'string' ? msg.deviceId.trim() : '';
       if (!deviceId) {
-        done(new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.noMsgDevice', { action: name }), { field: 'deviceId' }));
+        done(
+          new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.noMsgDevice', { action: name }), {
+            field: 'deviceId',
+          }),
+        );
         return;
       }
       let work: Promise<void>;
       try {
-        work = name === 'connect' ? add(deviceId, true, credentialsOf(msg, deviceId)) : fleet.remove(deviceId).then(showStatus);
+        work =
+          name === 'connect'
+            ? add(deviceId, true, credentialsOf(msg, deviceId))
+            : fleet.remove(deviceId).then(showStatus);
       } catch (err) {
         done(err as Error);
         return;
       }
       // Credentials given by the msg are held in memory by the connection only: not on the msg that goes on.
-      work.then(() => done(), (err: Error) => done(err));
+      work.then(
+        () => done(),
+        (err: Error) => done(err),
+      );
     }
 
     node.on('input', (msg, send, done) => {
@@ -234,7 +312,11 @@ module.exports = function (RED: NodeAPI) {
       const lockToken = msg.lockToken;
       const outcome = msg.settle;
       if (typeof lockToken !== 'string' || !lockToken) {
-        done(new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.noLockToken'), { field: 'lockToken' }));
+        done(
+          new IotHubError('INVALID_ARGUMENT', RED._('iothub-device-receive.errors.noLockToken'), {
+            field: 'lockToken',
+          }),
+        );
         return;
       }
       if (typeof outcome !== 'string' || !OUTCOMES.includes(outcome as SettleOutcome)) {
@@ -249,12 +331,15 @@ module.exports = function (RED: NodeAPI) {
       }
       if (watched) clearTimeout(watched.timer);
       unsettled.delete(lockToken);
-      fleet.settle(deviceId, lockToken, outcome as SettleOutcome).then(() => {
-        msg.settled = outcome;
-        // The second output carries settle results, so a loop back into this node cannot re-trigger itself.
-        send([null, msg]);
-        done();
-      }, (err: Error) => done(err));
+      fleet.settle(deviceId, lockToken, outcome as SettleOutcome).then(
+        () => {
+          msg.settled = outcome;
+          // The second output carries settle results, so a loop back into this node cannot re-trigger itself.
+          send([null, msg]);
+          done();
+        },
+        (err: Error) => done(err),
+      );
     });
 
     node.on('close', (removed, done) => {
@@ -264,7 +349,10 @@ module.exports = function (RED: NodeAPI) {
       redraw = undefined;
       const f = fleet;
       fleet = undefined;
-      (f ? f.close(removed) : Promise.resolve()).then(() => done(), () => done());
+      (f ? f.close(removed) : Promise.resolve()).then(
+        () => done(),
+        () => done(),
+      );
     });
   }
   RED.nodes.registerType('iothub-device-receive', DeviceReceiveNode);

@@ -29,28 +29,38 @@ export interface HeldLease<L> {
  * after the node closed goes straight back. `beforeRelease` runs first in the node's close (timers, warnings).
  */
 export function holdLease<L extends Releasable>(
-  RED: NodeAPI, node: Node, acquiring: Promise<L>, use: (l: L) => void, beforeRelease?: () => void,
+  RED: NodeAPI,
+  node: Node,
+  acquiring: Promise<L>,
+  use: (l: L) => void,
+  beforeRelease?: () => void,
 ): HeldLease<L> {
   const held: { lease: L | undefined; error: Error | undefined } = { lease: undefined, error: undefined };
   let closing = false;
-  acquiring.then((l) => {
-    if (closing) {
-      void l.release(false);
-      return;
-    }
-    held.lease = l;
-    use(l);
-  }, (err: Error) => {
-    held.error = err;
-    node.status(failureStatus(RED, err));
-    node.error(err.message);
-  });
+  acquiring.then(
+    (l) => {
+      if (closing) {
+        void l.release(false);
+        return;
+      }
+      held.lease = l;
+      use(l);
+    },
+    (err: Error) => {
+      held.error = err;
+      node.status(failureStatus(RED, err));
+      node.error(err.message);
+    },
+  );
   node.on('close', (removed, done) => {
     closing = true;
     beforeRelease?.();
     const l = held.lease;
     held.lease = undefined;
-    (l ? l.release(removed) : Promise.resolve()).then(() => done(), () => done());
+    (l ? l.release(removed) : Promise.resolve()).then(
+      () => done(),
+      () => done(),
+    );
   });
   return held;
 }

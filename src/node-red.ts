@@ -35,18 +35,34 @@ export interface NodeDef {
   [key: string]: unknown;
 }
 
-export interface HttpRequest { body: Record<string, unknown>; params: Record<string, string> }
-export interface HttpResponse { json(v: unknown): void; status(n: number): { json(v: unknown): void } }
+export interface HttpRequest {
+  body: Record<string, unknown>;
+  params: Record<string, string>;
+}
+export interface HttpResponse {
+  json(v: unknown): void;
+  status(n: number): { json(v: unknown): void };
+}
 export type HttpHandler = (req: HttpRequest, res: HttpResponse, next: () => void) => void;
 
 export interface NodeAPI {
   nodes: {
     createNode(node: Node, def: NodeDef): void;
-    registerType(type: string, ctor: (this: Node, def: NodeDef) => void, opts?: { credentials?: Record<string, { type: 'text' | 'password' }>; settings?: Record<string, unknown> }): void;
+    registerType(
+      type: string,
+      ctor: (this: Node, def: NodeDef) => void,
+      opts?: { credentials?: Record<string, { type: 'text' | 'password' }>; settings?: Record<string, unknown> },
+    ): void;
     getNode(id: string): Node | null;
   };
   util: {
-    evaluateNodeProperty(value: string, type: string, node: Node, msg: NodeMessage, cb: (err: Error | null, result: unknown) => void): void;
+    evaluateNodeProperty(
+      value: string,
+      type: string,
+      node: Node,
+      msg: NodeMessage,
+      cb: (err: Error | null, result: unknown) => void,
+    ): void;
     cloneMessage<T>(msg: T): T;
     getMessageProperty(msg: NodeMessage, expr: string): unknown;
   };

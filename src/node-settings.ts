@@ -19,8 +19,10 @@ export function port(v: unknown): number | undefined {
 
 const positive = (v: unknown, fallback: number): number => (Number(v) > 0 ? Number(v) : fallback);
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
-const oneOf = <T extends string>(v: unknown, allowed: readonly T[], fallback: T): T => (allowed.includes(v as T) ? (v as T) : fallback);
-const flag = (v: unknown, fallback: boolean): boolean => (v === true || v === 'true' ? true : v === false || v === 'false' ? false : fallback);
+const oneOf = <T extends string>(v: unknown, allowed: readonly T[], fallback: T): T =>
+  allowed.includes(v as T) ? (v as T) : fallback;
+const flag = (v: unknown, fallback: boolean): boolean =>
+  v === true || v === 'true' ? true : v === false || v === 'false' ? false : fallback;
 
 export interface ConnectionSettings {
   mode: 'local' | 'azure';
@@ -50,7 +52,9 @@ export function connectionSettings(def: NodeDef): ConnectionSettings {
     connectionStringEnv: text(def.connectionStringEnv).trim(),
     ports: { mqtt: port(def.mqttPort), amqp: port(def.amqpPort), ws: port(def.wsPort) },
     localHub: {
-      mqttsPort: port(lh.mqttsPort), amqpsPort: port(lh.amqpsPort), httpsPort: port(lh.httpsPort),
+      mqttsPort: port(lh.mqttsPort),
+      amqpsPort: port(lh.amqpsPort),
+      httpsPort: port(lh.httpsPort),
       dataDir: typeof lh.dataDir === 'string' && lh.dataDir ? lh.dataDir : undefined,
     },
   };

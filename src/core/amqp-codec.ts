@@ -55,7 +55,8 @@ const MAP32 = 0xd1;
 const NON_ASCII = /[^\x20-\x7e]/;
 
 /** One field of the properties list: its AMQP constructor and bytes, or null. */
-type Field = { code8: number; code32: number; bytes: Buffer | string } | { uuid: string } | { timestamp: number } | null;
+type Field =
+  { code8: number; code32: number; bytes: Buffer | string } | { uuid: string } | { timestamp: number } | null;
 
 function idField(id: string | undefined): Field {
   if (!id) return null;
@@ -130,8 +131,12 @@ export function encodeC2DMessage(deviceId: string, m: C2DMessage): Buffer {
   const contentType = m.contentType || undefined;
   const contentEncoding = m.contentEncoding || undefined;
   const values = Object.values(props);
-  if ((contentType && NON_ASCII.test(contentType)) || (contentEncoding && NON_ASCII.test(contentEncoding))
-    || (m.expiryTimeUtc !== undefined && !Number.isSafeInteger(m.expiryTimeUtc)) || values.some((v) => typeof v !== 'string')) {
+  if (
+    (contentType && NON_ASCII.test(contentType)) ||
+    (contentEncoding && NON_ASCII.test(contentEncoding)) ||
+    (m.expiryTimeUtc !== undefined && !Number.isSafeInteger(m.expiryTimeUtc)) ||
+    values.some((v) => typeof v !== 'string')
+  ) {
     return rheaMessage.encode(toAmqpMessage(deviceId, m));
   }
   const fields: Field[] = [
@@ -147,7 +152,8 @@ export function encodeC2DMessage(deviceId: string, m: C2DMessage): Buffer {
   ];
   while (fields[fields.length - 1] === null) fields.pop();
   const entries: Field[] = [];
-  for (const [k, v] of Object.entries(props)) entries.push({ code8: STR8, code32: STR32, bytes: k }, { code8: STR8, code32: STR32, bytes: v });
+  for (const [k, v] of Object.entries(props))
+    entries.push({ code8: STR8, code32: STR32, bytes: k }, { code8: STR8, code32: STR32, bytes: v });
 
   let size = 4 + 3 + 9 + 3 + (m.body.length <= 255 ? 2 : 5) + m.body.length;
   for (const f of fields) size += fieldSize(f);
@@ -194,13 +200,22 @@ function timeOf(v: unknown): number | undefined {
 
 /** A count or sequence number: a number, or numeric text; anything else (a map, a list, a huge ulong as bytes) is none. */
 function countOf(v: unknown): number | undefined {
-  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'bigint' ? Number(v) : NaN;
+  const n =
+    typeof v === 'number'
+      ? v
+      : typeof v === 'string' && v.trim() !== ''
+        ? Number(v)
+        : typeof v === 'bigint'
+          ? Number(v)
+          : NaN;
   return Number.isFinite(n) ? n : undefined;
 }
 
 /** A section that should be a map, or an empty one: a hostile hub can put any type there. */
 function mapOf(v: unknown): Record<string, unknown> {
-  return v && typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Date) ? v as Record<string, unknown> : {};
+  return v && typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Date)
+    ? (v as Record<string, unknown>)
+    : {};
 }
 
 /** Reads a C2D message as a device receives it, with the hub's annotations. */

@@ -1,7 +1,16 @@
 /** Opening an AMQP connection to IoT Hub (TLS or WebSockets) and claims-based auth on `$cbs` (docs/PROTOCOL.md section 5). */
 import { randomUUID } from 'node:crypto';
 import { Socket } from 'node:net';
-import { Connection, ConnectionOptions, create_container, EventContext, Message, Receiver, Sender, websocket_connect } from 'rhea';
+import {
+  Connection,
+  ConnectionOptions,
+  create_container,
+  EventContext,
+  Message,
+  Receiver,
+  Sender,
+  websocket_connect,
+} from 'rhea';
 import WebSocket from 'ws';
 import type { ResolvedEndpoint } from './endpoint';
 import { IotHubError, peerText } from './errors';
@@ -14,18 +23,38 @@ export interface AmqpTls {
 export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extra: AmqpTls = {}): Connection {
   const container = create_container({ id: `iothub-c2d-${randomUUID()}` });
   // rhea drops a connection after twice its idle time out without a frame, and asks the peer for one every half of it.
-  const common = { reconnect: false, idle_time_out: e.keepAliveSec * 500, tcp_no_delay: true, hostname: e.servername } as Partial<ConnectionOptions>;
+  const common = {
+    reconnect: false,
+    idle_time_out: e.keepAliveSec * 500,
+    tcp_no_delay: true,
+    hostname: e.servername,
+  } as Partial<ConnectionOptions>;
   let connection: Connection;
   if (webSocket) {
     const ws = websocket_connect(WebSocket as never);
     const details = ws(`wss://${e.host}:${e.port}/$iothub/websocket`, ['AMQPWSB10'], {
-      ca: e.ca, rejectUnauthorized: e.rejectUnauthorized, servername: e.servername, cert: extra.cert, key: extra.key,
+      ca: e.ca,
+      rejectUnauthorized: e.rejectUnauthorized,
+      servername: e.servername,
+      cert: extra.cert,
+      key: extra.key,
     } as never);
     connection = container.connect({ ...common, connection_details: details } as unknown as ConnectionOptions);
   } else {
     connection = container.connect({
-      ...common, host: e.host, port: e.port,
-      ...(e.tls ? { transport: 'tls', servername: e.servername, ca: e.ca, rejectUnauthorized: e.rejectUnauthorized, cert: extra.cert, key: extra.key } : {}),
+      ...common,
+      host: e.host,
+      port: e.port,
+      ...(e.tls
+        ? {
+            transport: 'tls',
+            servername: e.servername,
+            ca: e.ca,
+            rejectUnauthorized: e.rejectUnauthorized,
+            cert: extra.cert,
+            key: extra.key,
+          }
+        : {}),
     } as ConnectionOptions);
   }
   // rhea reports bytes it cannot decode (a hub's malformed frame or message) and anything thrown by a handler it runs
@@ -55,7 +84,8 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
   if (rheaState.socket instanceof Socket) {
     rheaState.socket.on('data', () => {
       const size = rheaState.frame_size;
-      if (size !== undefined && size > MAX_FRAME_SIZE) broken(new Error(`the hub announced a frame of ${size} bytes; at most ${MAX_FRAME_SIZE} are accepted`));
+      if (size !== undefined && size > MAX_FRAME_SIZE)
+        broken(new Error(`the hub announced a frame of ${size} bytes; at most ${MAX_FRAME_SIZE} are accepted`));
     });
   }
   return connection;
@@ -71,7 +101,10 @@ const brokenBy = new WeakMap<Connection, Error>();
 export class Cbs {
   private readonly sender: Sender;
   private readonly receiver: Receiver;
-  private readonly pending = new Map<string, { resolve: () => void; reject: (e: IotHubError) => void; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<
+    string,
+    { resolve: () => void; reject: (e: IotHubError) => void; timer: NodeJS.Timeout }
+  >();
 
   constructor(connection: Connection) {
     this.sender = connection.open_sender({ target: { address: '$cbs' } });
@@ -88,7 +121,12 @@ export class Cbs {
       if (status === 200 || status === 202) p.resolve();
       else {
         const text = peerText(props['status-description']) ?? `status ${status}`;
-        p.reject(new IotHubError(status === 401 || status === 403 ? 'UNAUTHORIZED' : status === 404 ? 'DEVICE_NOT_FOUND' : 'PROTOCOL_ERROR', `the hub refused the token: ${text}`));
+        p.reject(
+          new IotHubError(
+            status === 401 || status === 403 ? 'UNAUTHORIZED' : status === 404 ? 'DEVICE_NOT_FOUND' : 'PROTOCOL_ERROR',
+            `the hub refused the token: ${text}`,
+          ),
+        );
       }
     });
   }
@@ -105,7 +143,10 @@ export class Cbs {
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
       this.sender.send({
-        to: '$cbs', message_id: id, reply_to: 'cbs', body: token,
+        to: '$cbs',
+        message_id: id,
+        reply_to: 'cbs',
+        body: token,
         application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: audience },
       });
     });
@@ -170,7 +211,12 @@ export function whenOpen(connection: Connection): Promise<void> {
 
 export function amqpConnectionError(ctx: EventContext): IotHubError {
   const broken = ctx.connection ? brokenBy.get(ctx.connection) : undefined;
-  if (broken) return new IotHubError('PROTOCOL_ERROR', `the hub sent what AMQP cannot read: ${String(broken.message).slice(0, 200)}`, { cause: broken });
+  if (broken)
+    return new IotHubError(
+      'PROTOCOL_ERROR',
+      `the hub sent what AMQP cannot read: ${String(broken.message).slice(0, 200)}`,
+      { cause: broken },
+    );
   const err = ctx.error as { condition?: string; description?: string; message?: string } | undefined;
   const text = peerText(err?.description) ?? peerText(err?.message) ?? 'the connection closed';
   if (err?.condition === 'amqp:unauthorized-access') return new IotHubError('UNAUTHORIZED', `unauthorized: ${text}`);

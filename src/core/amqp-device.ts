@@ -9,9 +9,18 @@ import type { DeviceClientOptions, DeviceSession, SettleOutcome, TransportEvents
 import { fromAmqpError, IotHubError } from './errors';
 import { deviceResourceUri, parseSasToken } from './sas';
 
-export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: string | undefined, events: TransportEvents): DeviceSession {
+export function connectAmqp(
+  o: DeviceClientOptions,
+  e: ResolvedEndpoint,
+  token: string | undefined,
+  events: TransportEvents,
+): DeviceSession {
   const creds = o.credentials;
-  const connection: Connection = openAmqpConnection(e, o.transport === 'amqp-ws', 'cert' in creds ? { cert: creds.cert, key: creds.key } : {});
+  const connection: Connection = openAmqpConnection(
+    e,
+    o.transport === 'amqp-ws',
+    'cert' in creds ? { cert: creds.cert, key: creds.key } : {},
+  );
   const dispositions = new DispositionQueue();
   const unsettled = new Map<string, Delivery>();
   let receiver: Receiver | undefined;
@@ -29,7 +38,8 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
     events.closed(err);
   };
 
-  const audience = () => (token ? parseSasToken(token).sr : encodeURIComponent(deviceResourceUri(e.hostName, o.deviceId)));
+  const audience = () =>
+    token ? parseSasToken(token).sr : encodeURIComponent(deviceResourceUri(e.hostName, o.deviceId));
 
   (async () => {
     await whenOpen(connection);
@@ -55,12 +65,18 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
       try {
         // rhea hands a transfer of another message format over as its raw bytes: no AMQP message to read.
         const format = (ctx as EventContext & { format?: number }).format;
-        if (format !== undefined && format !== 0) throw new IotHubError('PROTOCOL_ERROR', `the hub sent a message of format ${format}, not an AMQP message`);
+        if (format !== undefined && format !== 0)
+          throw new IotHubError('PROTOCOL_ERROR', `the hub sent a message of format ${format}, not an AMQP message`);
         m = fromAmqpMessage(ctx.message as Message);
       } catch (err) {
         // Dead-letter it (the hub would deliver it again and again), and say what came.
         delivery.reject({ condition: 'amqp:decode-error', description: 'the device cannot read this message' });
-        events.unreadable(err instanceof IotHubError ? err : new IotHubError('PROTOCOL_ERROR', `unreadable C2D message: ${(err as Error).message}`), { body: ctx.message });
+        events.unreadable(
+          err instanceof IotHubError
+            ? err
+            : new IotHubError('PROTOCOL_ERROR', `unreadable C2D message: ${(err as Error).message}`),
+          { body: ctx.message },
+        );
         return;
       }
       // A lock token the hub gave twice would let one settle take the other's delivery and leave its own unsettled.
@@ -72,10 +88,14 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
         if (o.settle !== 'manual') void settle(lock, 'complete').catch(() => undefined);
       });
     });
-  })().catch((err: unknown) => finish(err instanceof IotHubError ? err : new IotHubError('CONNECTION_LOST', (err as Error).message)));
+  })().catch((err: unknown) =>
+    finish(err instanceof IotHubError ? err : new IotHubError('CONNECTION_LOST', (err as Error).message)),
+  );
 
   connection.on('disconnected', (ctx: EventContext) => finish(failure ?? amqpConnectionError(ctx)));
-  connection.on('connection_close', () => finish(failure ?? new IotHubError('CONNECTION_LOST', 'the hub closed the connection')));
+  connection.on('connection_close', () =>
+    finish(failure ?? new IotHubError('CONNECTION_LOST', 'the hub closed the connection')),
+  );
   connection.on('connection_error', (ctx: EventContext) => {
     failure = amqpConnectionError(ctx);
   });
@@ -83,13 +103,19 @@ export function connectAmqp(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
   function settle(lockToken: string, outcome: SettleOutcome): Promise<void> {
     const d = unsettled.get(lockToken);
     if (!d || done) {
-      return Promise.reject(new IotHubError('LOCK_LOST', 'this message was settled already or its lock was lost: the hub delivers it again'));
+      return Promise.reject(
+        new IotHubError(
+          'LOCK_LOST',
+          'this message was settled already or its lock was lost: the hub delivers it again',
+        ),
+      );
     }
     unsettled.delete(lockToken);
     return new Promise((resolve) => {
       dispositions.settle(outcome, () => {
         if (outcome === 'complete') d.accept();
-        else if (outcome === 'reject') d.reject({ condition: 'com.microsoft:rejected', description: 'rejected by the device' });
+        else if (outcome === 'reject')
+          d.reject({ condition: 'com.microsoft:rejected', description: 'rejected by the device' });
         else d.release({ undeliverable_here: false, delivery_failed: true } as never);
         resolve();
       });

@@ -18,7 +18,16 @@ export interface ConnectionInfo {
   gatewayHostName?: string;
 }
 
-const KNOWN = ['HostName', 'DeviceId', 'ModuleId', 'SharedAccessKeyName', 'SharedAccessKey', 'SharedAccessSignature', 'x509', 'GatewayHostName'] as const;
+const KNOWN = [
+  'HostName',
+  'DeviceId',
+  'ModuleId',
+  'SharedAccessKeyName',
+  'SharedAccessKey',
+  'SharedAccessSignature',
+  'x509',
+  'GatewayHostName',
+] as const;
 type Key = (typeof KNOWN)[number];
 
 function bad(field: string, text: string): IotHubError {
@@ -58,8 +67,13 @@ export function parseConnectionString(text: string): ConnectionInfo {
   const host = values.HostName;
   if (!host) throw bad('HostName', 'HostName is missing: it looks like HostName=<hub>.azure-devices.net');
   if (!HOST.test(host)) throw bad('HostName', 'HostName is not a valid host name (e.g. myhub.azure-devices.net)');
-  if (values.GatewayHostName && !HOST.test(values.GatewayHostName)) throw bad('GatewayHostName', 'GatewayHostName is not a valid host name');
-  const info: ConnectionInfo = { kind: values.DeviceId !== undefined ? 'device' : 'service', hostName: host, hubName: host.split(/[.:]/)[0] };
+  if (values.GatewayHostName && !HOST.test(values.GatewayHostName))
+    throw bad('GatewayHostName', 'GatewayHostName is not a valid host name');
+  const info: ConnectionInfo = {
+    kind: values.DeviceId !== undefined ? 'device' : 'service',
+    hostName: host,
+    hubName: host.split(/[.:]/)[0],
+  };
   if (values.SharedAccessKey !== undefined && !BASE64.test(values.SharedAccessKey)) {
     throw bad('SharedAccessKey', 'SharedAccessKey is not base64: copy the key again from the Azure portal');
   }
@@ -72,11 +86,14 @@ export function parseConnectionString(text: string): ConnectionInfo {
     info.deviceId = values.DeviceId;
     if (values.ModuleId) info.moduleId = values.ModuleId;
     if (values.GatewayHostName) info.gatewayHostName = values.GatewayHostName;
-    const creds = [values.SharedAccessKey, values.SharedAccessSignature, values.x509].filter((v) => v !== undefined).length;
-    if (creds === 0) throw bad('SharedAccessKey', 'a device string needs SharedAccessKey, SharedAccessSignature or x509=true');
+    const creds = [values.SharedAccessKey, values.SharedAccessSignature, values.x509].filter(
+      (v) => v !== undefined,
+    ).length;
+    if (creds === 0)
+      throw bad('SharedAccessKey', 'a device string needs SharedAccessKey, SharedAccessSignature or x509=true');
     if (creds > 1) throw bad('SharedAccessKey', 'use only one of SharedAccessKey, SharedAccessSignature and x509=true');
     if (values.SharedAccessKeyName !== undefined && values.SharedAccessKey === undefined) {
-      throw bad('SharedAccessKeyName', 'SharedAccessKeyName needs the policy\'s SharedAccessKey');
+      throw bad('SharedAccessKeyName', "SharedAccessKeyName needs the policy's SharedAccessKey");
     }
     if (values.SharedAccessKeyName) info.sharedAccessKeyName = values.SharedAccessKeyName;
     if (values.SharedAccessKey) info.sharedAccessKey = values.SharedAccessKey;
@@ -85,10 +102,15 @@ export function parseConnectionString(text: string): ConnectionInfo {
   } else {
     if (values.ModuleId) throw bad('ModuleId', 'ModuleId needs a DeviceId');
     if (!values.SharedAccessKeyName) {
-      throw bad('SharedAccessKeyName', 'SharedAccessKeyName is missing: a hub string names its policy (e.g. service or iothubowner); a device string needs DeviceId');
+      throw bad(
+        'SharedAccessKeyName',
+        'SharedAccessKeyName is missing: a hub string names its policy (e.g. service or iothubowner); a device string needs DeviceId',
+      );
     }
-    if (!values.SharedAccessKey) throw bad('SharedAccessKey', 'SharedAccessKey is missing: copy the policy\'s primary connection string');
-    if (values.SharedAccessSignature || values.x509) throw bad('SharedAccessKey', 'a hub policy string uses SharedAccessKey only');
+    if (!values.SharedAccessKey)
+      throw bad('SharedAccessKey', "SharedAccessKey is missing: copy the policy's primary connection string");
+    if (values.SharedAccessSignature || values.x509)
+      throw bad('SharedAccessKey', 'a hub policy string uses SharedAccessKey only');
     info.sharedAccessKeyName = values.SharedAccessKeyName;
     info.sharedAccessKey = values.SharedAccessKey;
     if (values.GatewayHostName) info.gatewayHostName = values.GatewayHostName;
@@ -99,10 +121,17 @@ export function parseConnectionString(text: string): ConnectionInfo {
 /** The canonical text: standard key order, no trailing ';'. */
 export function formatConnectionString(info: Omit<ConnectionInfo, 'kind' | 'hubName'>): string {
   const pairs: [string, string | undefined][] = [
-    ['HostName', info.hostName], ['DeviceId', info.deviceId], ['ModuleId', info.moduleId],
-    ['SharedAccessKeyName', info.sharedAccessKeyName], ['SharedAccessKey', info.sharedAccessKey],
-    ['SharedAccessSignature', info.sharedAccessSignature], ['x509', info.x509 ? 'true' : undefined],
+    ['HostName', info.hostName],
+    ['DeviceId', info.deviceId],
+    ['ModuleId', info.moduleId],
+    ['SharedAccessKeyName', info.sharedAccessKeyName],
+    ['SharedAccessKey', info.sharedAccessKey],
+    ['SharedAccessSignature', info.sharedAccessSignature],
+    ['x509', info.x509 ? 'true' : undefined],
     ['GatewayHostName', info.gatewayHostName],
   ];
-  return pairs.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`).join(';');
+  return pairs
+    .filter(([, v]) => v !== undefined && v !== '')
+    .map(([k, v]) => `${k}=${v}`)
+    .join(';');
 }

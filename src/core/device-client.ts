@@ -29,7 +29,10 @@ export class DeviceClient extends EventEmitter {
   private readonly life: ConnectionLifecycle;
 
   /** gate: shared by the clients of one HubSession, so that they do not all dial at once. */
-  constructor(private readonly o: DeviceClientOptions, private readonly gate?: ConnectGate) {
+  constructor(
+    private readonly o: DeviceClientOptions,
+    private readonly gate?: ConnectGate,
+  ) {
     super();
     this.life = new ConnectionLifecycle(o.retry, (ev) => this.emit('status', ev));
   }
@@ -41,11 +44,15 @@ export class DeviceClient extends EventEmitter {
   /** A fresh password for this connection attempt. */
   token(nowSec = Math.floor(Date.now() / 1000)): { token?: string; expiresAt?: number } {
     const c = this.o.credentials;
-    if ('sharedAccessSignature' in c) return { token: c.sharedAccessSignature, expiresAt: parseSasToken(c.sharedAccessSignature).se };
+    if ('sharedAccessSignature' in c)
+      return { token: c.sharedAccessSignature, expiresAt: parseSasToken(c.sharedAccessSignature).se };
     if ('sharedAccessKey' in c) {
       const expiresAt = nowSec + (this.o.tokenLifetimeSec ?? 3600);
       const resourceUri = deviceResourceUri(this.o.hostName, this.o.deviceId);
-      return { token: createSasToken({ resourceUri, key: c.sharedAccessKey, keyName: c.sharedAccessKeyName, expiresAt }), expiresAt };
+      return {
+        token: createSasToken({ resourceUri, key: c.sharedAccessKey, keyName: c.sharedAccessKeyName, expiresAt }),
+        expiresAt,
+      };
     }
     return {};
   }
@@ -88,7 +95,8 @@ export class DeviceClient extends EventEmitter {
         if (this.life.closing) return;
         this.life.connected();
         // A SAS token given as such cannot be renewed here: its owner renews it.
-        if (expiresAt !== undefined && !('sharedAccessSignature' in this.o.credentials)) this.life.renewBefore(expiresAt, () => void this.renew());
+        if (expiresAt !== undefined && !('sharedAccessSignature' in this.o.credentials))
+          this.life.renewBefore(expiresAt, () => void this.renew());
       },
       message: (m, ack) => {
         if (this.holding) {
@@ -114,9 +122,10 @@ export class DeviceClient extends EventEmitter {
     };
     let session: DeviceSession;
     try {
-      session = this.o.transport === 'mqtt' || this.o.transport === 'mqtt-ws'
-        ? connectMqtt(this.o, endpoint, token, events)
-        : connectAmqp(this.o, endpoint, token, events);
+      session =
+        this.o.transport === 'mqtt' || this.o.transport === 'mqtt-ws'
+          ? connectMqtt(this.o, endpoint, token, events)
+          : connectAmqp(this.o, endpoint, token, events);
     } catch (err) {
       release();
       throw err;
@@ -132,7 +141,13 @@ export class DeviceClient extends EventEmitter {
       this.session = undefined;
       this.held = [];
       void session.end();
-      this.life.lost(new IotHubError('TIMEOUT', `the hub did not complete the connection in ${Math.round(endpoint.connectTimeoutMs / 1000)} s`), () => this.connect());
+      this.life.lost(
+        new IotHubError(
+          'TIMEOUT',
+          `the hub did not complete the connection in ${Math.round(endpoint.connectTimeoutMs / 1000)} s`,
+        ),
+        () => this.connect(),
+      );
     }, endpoint.connectTimeoutMs);
   }
 
@@ -175,7 +190,10 @@ export class DeviceClient extends EventEmitter {
   }
 
   settle(lockToken: string, outcome: SettleOutcome): Promise<void> {
-    if (!this.session) return Promise.reject(new IotHubError('NOT_CONNECTED', 'the device is not connected; the hub will deliver the message again'));
+    if (!this.session)
+      return Promise.reject(
+        new IotHubError('NOT_CONNECTED', 'the device is not connected; the hub will deliver the message again'),
+      );
     return this.session.settle(lockToken, outcome);
   }
 

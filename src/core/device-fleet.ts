@@ -9,7 +9,11 @@ import { checkDeviceId, ReceivedC2DMessage } from './message';
 import type { ConnectionState, StatusEvent } from './state';
 import type { DeviceCredentials, SettleOutcome, UnreadableMessage } from './transport';
 
-export type AcquireDevice = (deviceId: string, user: DeviceUser, credentials?: DeviceCredentials) => Promise<DeviceLease>;
+export type AcquireDevice = (
+  deviceId: string,
+  user: DeviceUser,
+  credentials?: DeviceCredentials,
+) => Promise<DeviceLease>;
 
 export interface FleetEvents {
   message(deviceId: string, m: ReceivedC2DMessage): void;
@@ -38,7 +42,10 @@ export class DeviceFleet {
   private readonly members = new Map<string, Member>();
   private closing = false;
 
-  constructor(private readonly acquire: AcquireDevice, private readonly events: FleetEvents) {}
+  constructor(
+    private readonly acquire: AcquireDevice,
+    private readonly events: FleetEvents,
+  ) {}
 
   get size(): number {
     return this.members.size;
@@ -56,7 +63,11 @@ export class DeviceFleet {
     if (this.closing) throw new IotHubError('NOT_CONNECTED', 'the node is closing');
     checkDeviceId(deviceId);
     if (this.members.has(deviceId)) {
-      throw new IotHubError('INVALID_ARGUMENT', `device "${deviceId}" is already connected by this node: disconnect it first`, { field: 'deviceId' });
+      throw new IotHubError(
+        'INVALID_ARGUMENT',
+        `device "${deviceId}" is already connected by this node: disconnect it first`,
+        { field: 'deviceId' },
+      );
     }
     const member: Member = { deviceId, state: 'connecting', byMsg, gone: false };
     this.members.set(deviceId, member);
@@ -91,7 +102,10 @@ export class DeviceFleet {
   /** Stops acting as deviceId: its connection closes unless another node uses it. */
   async remove(deviceId: string): Promise<void> {
     const member = this.members.get(deviceId);
-    if (!member) throw new IotHubError('INVALID_ARGUMENT', `device "${deviceId}" is not connected by this node`, { field: 'deviceId' });
+    if (!member)
+      throw new IotHubError('INVALID_ARGUMENT', `device "${deviceId}" is not connected by this node`, {
+        field: 'deviceId',
+      });
     this.members.delete(deviceId);
     member.gone = true;
     await member.lease?.release(true);
@@ -99,7 +113,10 @@ export class DeviceFleet {
 
   settle(deviceId: string, lockToken: string, outcome: SettleOutcome): Promise<void> {
     const lease = this.members.get(deviceId)?.lease;
-    if (!lease) return Promise.reject(new IotHubError('NOT_CONNECTED', `device "${deviceId}" is not connected; the hub will redeliver the message`));
+    if (!lease)
+      return Promise.reject(
+        new IotHubError('NOT_CONNECTED', `device "${deviceId}" is not connected; the hub will redeliver the message`),
+      );
     return lease.settle(lockToken, outcome);
   }
 
@@ -119,9 +136,11 @@ export class DeviceFleet {
     this.closing = true;
     const all = [...this.members.values()];
     this.members.clear();
-    await Promise.allSettled(all.map((m) => {
-      m.gone = true;
-      return m.lease?.release(removed || m.byMsg);
-    }));
+    await Promise.allSettled(
+      all.map((m) => {
+        m.gone = true;
+        return m.lease?.release(removed || m.byMsg);
+      }),
+    );
   }
 }

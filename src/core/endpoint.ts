@@ -43,6 +43,7 @@ export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpo
     rejectUnauthorized: e.rejectUnauthorized !== false,
     tls: e.tls !== false,
     keepAliveSec,
-    connectTimeoutMs: e.connectTimeoutMs && e.connectTimeoutMs > 0 ? e.connectTimeoutMs : Math.min(keepAliveSec, 30) * 1000,
+    connectTimeoutMs:
+      e.connectTimeoutMs && e.connectTimeoutMs > 0 ? e.connectTimeoutMs : Math.min(keepAliveSec, 30) * 1000,
   };
 }

@@ -4,10 +4,25 @@
  */
 
 export type IotHubErrorCode =
-  | 'UNAUTHORIZED' | 'DEVICE_NOT_FOUND' | 'QUEUE_FULL' | 'MESSAGE_TOO_LARGE' | 'QUOTA_EXCEEDED'
-  | 'THROTTLED' | 'HUB_SUSPENDED' | 'TIMEOUT' | 'LOCK_LOST' | 'INVALID_ARGUMENT' | 'PRECONDITION_FAILED' | 'DETACHED'
-  | 'NOT_CONNECTED' | 'CONNECTION_LOST' | 'INVALID_CONNECTION_STRING' | 'INVALID_MESSAGE' | 'INVALID_TOKEN'
-  | 'PROTOCOL_ERROR' | 'INTERNAL';
+  | 'UNAUTHORIZED'
+  | 'DEVICE_NOT_FOUND'
+  | 'QUEUE_FULL'
+  | 'MESSAGE_TOO_LARGE'
+  | 'QUOTA_EXCEEDED'
+  | 'THROTTLED'
+  | 'HUB_SUSPENDED'
+  | 'TIMEOUT'
+  | 'LOCK_LOST'
+  | 'INVALID_ARGUMENT'
+  | 'PRECONDITION_FAILED'
+  | 'DETACHED'
+  | 'NOT_CONNECTED'
+  | 'CONNECTION_LOST'
+  | 'INVALID_CONNECTION_STRING'
+  | 'INVALID_MESSAGE'
+  | 'INVALID_TOKEN'
+  | 'PROTOCOL_ERROR'
+  | 'INTERNAL';
 
 export interface IotHubErrorOptions {
   retryable?: boolean;
@@ -16,7 +31,14 @@ export interface IotHubErrorOptions {
   cause?: unknown;
 }
 
-const RETRYABLE: ReadonlySet<IotHubErrorCode> = new Set(['THROTTLED', 'TIMEOUT', 'NOT_CONNECTED', 'CONNECTION_LOST', 'INTERNAL', 'DETACHED']);
+const RETRYABLE: ReadonlySet<IotHubErrorCode> = new Set([
+  'THROTTLED',
+  'TIMEOUT',
+  'NOT_CONNECTED',
+  'CONNECTION_LOST',
+  'INTERNAL',
+  'DETACHED',
+]);
 
 export class IotHubError extends Error {
   readonly code: IotHubErrorCode;
@@ -56,10 +78,16 @@ export const AMQP_CONDITIONS = {
 
 const BY_CONDITION: Record<string, [IotHubErrorCode, string]> = {
   [AMQP_CONDITIONS.notFound]: ['DEVICE_NOT_FOUND', 'device not found: register it in the hub or check the device id'],
-  [AMQP_CONDITIONS.resourceLimitExceeded]: ['QUEUE_FULL', 'the device\'s C2D queue is full (50 messages): wait until the device receives some'],
+  [AMQP_CONDITIONS.resourceLimitExceeded]: [
+    'QUEUE_FULL',
+    "the device's C2D queue is full (50 messages): wait until the device receives some",
+  ],
   [AMQP_CONDITIONS.messageSizeExceeded]: ['MESSAGE_TOO_LARGE', 'the message is larger than IoT Hub accepts (64 KB)'],
-  [AMQP_CONDITIONS.unauthorized]: ['UNAUTHORIZED', 'unauthorized: check the key and that the policy has the needed permission'],
-  [AMQP_CONDITIONS.quotaExceeded]: ['QUOTA_EXCEEDED', 'the hub\'s daily message quota is used up'],
+  [AMQP_CONDITIONS.unauthorized]: [
+    'UNAUTHORIZED',
+    'unauthorized: check the key and that the policy has the needed permission',
+  ],
+  [AMQP_CONDITIONS.quotaExceeded]: ['QUOTA_EXCEEDED', "the hub's daily message quota is used up"],
   [AMQP_CONDITIONS.throttled]: ['THROTTLED', 'the hub is throttling this device: send more slowly'],
   [AMQP_CONDITIONS.suspended]: ['HUB_SUSPENDED', 'the IoT hub is suspended'],
   [AMQP_CONDITIONS.timeout]: ['TIMEOUT', 'the hub timed out'],
@@ -68,7 +96,10 @@ const BY_CONDITION: Record<string, [IotHubErrorCode, string]> = {
   [AMQP_CONDITIONS.preconditionFailed]: ['PRECONDITION_FAILED', 'a precondition failed'],
   [AMQP_CONDITIONS.detachForced]: ['DETACHED', 'the hub closed the link'],
   [AMQP_CONDITIONS.internalError]: ['INTERNAL', 'the hub had an internal error'],
-  'com.microsoft:device-not-found': ['DEVICE_NOT_FOUND', 'device not found: register it in the hub or check the device id'],
+  'com.microsoft:device-not-found': [
+    'DEVICE_NOT_FOUND',
+    'device not found: register it in the hub or check the device id',
+  ],
 };
 
 /**
@@ -105,18 +136,29 @@ export function fromAmqpError(err: { condition?: string; description?: string } 
   // Own keys only: a condition named "constructor" or "__proto__" found Object's own and threw (not iterable).
   const known = Object.hasOwn(BY_CONDITION, condition) ? BY_CONDITION[condition] : undefined;
   const [code, text] = known ?? ['PROTOCOL_ERROR', `the hub refused the request (${condition || 'no condition'})`];
-  return new IotHubError(code, detail ? `${text} (${redact(detail)})` : text, { amqpCondition: condition || undefined });
+  return new IotHubError(code, detail ? `${text} (${redact(detail)})` : text, {
+    amqpCondition: condition || undefined,
+  });
 }
 
 /** MQTT 3.1.1 CONNACK return codes. */
 export function fromConnackCode(rc: number): IotHubError {
   switch (rc) {
-    case 1: return new IotHubError('PROTOCOL_ERROR', 'the hub refused the MQTT protocol version (CONNACK 1)');
-    case 2: return new IotHubError('UNAUTHORIZED', 'the hub rejected the client id (CONNACK 2): check the device id');
-    case 3: return new IotHubError('NOT_CONNECTED', 'the hub is unavailable (CONNACK 3)', { retryable: true });
-    case 4: return new IotHubError('UNAUTHORIZED', 'bad user name or password (CONNACK 4): check the key or token');
-    case 5: return new IotHubError('UNAUTHORIZED', 'not authorized (CONNACK 5): check the key, the token\'s expiry and that the device is enabled');
-    default: return new IotHubError('PROTOCOL_ERROR', `unexpected CONNACK return code ${rc}`);
+    case 1:
+      return new IotHubError('PROTOCOL_ERROR', 'the hub refused the MQTT protocol version (CONNACK 1)');
+    case 2:
+      return new IotHubError('UNAUTHORIZED', 'the hub rejected the client id (CONNACK 2): check the device id');
+    case 3:
+      return new IotHubError('NOT_CONNECTED', 'the hub is unavailable (CONNACK 3)', { retryable: true });
+    case 4:
+      return new IotHubError('UNAUTHORIZED', 'bad user name or password (CONNACK 4): check the key or token');
+    case 5:
+      return new IotHubError(
+        'UNAUTHORIZED',
+        "not authorized (CONNACK 5): check the key, the token's expiry and that the device is enabled",
+      );
+    default:
+      return new IotHubError('PROTOCOL_ERROR', `unexpected CONNACK return code ${rc}`);
   }
 }
 

@@ -71,12 +71,17 @@ export function parseFeedbackBody(body: unknown): FeedbackRecord[] {
 }
 
 export function encodeFeedbackBody(records: FeedbackRecord[]): Buffer {
-  return Buffer.from(JSON.stringify(records.map((r) => ({
-    originalMessageId: r.originalMessageId,
-    description: r.description || r.statusCode,
-    deviceGenerationId: r.deviceGenerationId ?? '',
-    deviceId: r.deviceId,
-    enqueuedTimeUtc: r.enqueuedTimeUtc,
-    statusCode: r.statusCode,
-  }))), 'utf8');
+  return Buffer.from(
+    JSON.stringify(
+      records.map((r) => ({
+        originalMessageId: r.originalMessageId,
+        description: r.description || r.statusCode,
+        deviceGenerationId: r.deviceGenerationId ?? '',
+        deviceId: r.deviceId,
+        enqueuedTimeUtc: r.enqueuedTimeUtc,
+        statusCode: r.statusCode,
+      })),
+    ),
+    'utf8',
+  );
 }

@@ -53,7 +53,10 @@ export interface DeviceLease {
 export interface ServiceLease {
   send(deviceId: string, m: C2DMessage): Promise<void>;
   /** onError hears of feedback that could not be read (it is dead-lettered), with the body as it came. */
-  addFeedbackListener(fn: (records: FeedbackRecord[]) => void | Promise<void>, onError?: (err: IotHubError, body: unknown) => void): () => void;
+  addFeedbackListener(
+    fn: (records: FeedbackRecord[]) => void | Promise<void>,
+    onError?: (err: IotHubError, body: unknown) => void,
+  ): () => void;
   release(removed: boolean): Promise<void>;
 }
 
@@ -108,13 +111,17 @@ export class HubSession {
     const c = this.o.connection;
     if (c.kind === 'device') {
       if (c.deviceId !== deviceId) {
-        throw new IotHubError('INVALID_ARGUMENT',
+        throw new IotHubError(
+          'INVALID_ARGUMENT',
           `this connection string is for device "${c.deviceId}" only; use a hub policy connection string (with DeviceConnect) to act as "${deviceId}"`,
-          { field: 'deviceId' });
+          { field: 'deviceId' },
+        );
       }
       if (c.x509) {
         if (!this.o.cert || !this.o.key) {
-          throw new IotHubError('INVALID_ARGUMENT', 'x509=true needs a client certificate and key in the config node', { field: 'cert' });
+          throw new IotHubError('INVALID_ARGUMENT', 'x509=true needs a client certificate and key in the config node', {
+            field: 'cert',
+          });
         }
         return { cert: this.o.cert, key: this.o.key };
       }
@@ -135,38 +142,52 @@ export class HubSession {
    * A lease on the one connection of deviceId. credentials, when given (a device's own key or connection string from a
    * msg), are used instead of what the config node holds; a connection that is already open is shared as it is.
    */
-  acquireDevice(deviceId: string, user: DeviceUser, settle: 'auto' | 'manual' = 'auto', credentials?: DeviceCredentials & { hostName?: string }): DeviceLease {
+  acquireDevice(
+    deviceId: string,
+    user: DeviceUser,
+    settle: 'auto' | 'manual' = 'auto',
+    credentials?: DeviceCredentials & { hostName?: string },
+  ): DeviceLease {
     if (this.closed) throw new IotHubError('NOT_CONNECTED', 'the IoT Hub config node is closing');
     // The host, not the port: the local hub names its MQTT port in device strings and its AMQP port in hub strings.
     const bareHost = (h: string) => h.replace(/:\d+$/, '').toLowerCase();
     if (credentials?.hostName && bareHost(credentials.hostName) !== bareHost(this.o.connection.hostName)) {
-      throw new IotHubError('INVALID_ARGUMENT',
+      throw new IotHubError(
+        'INVALID_ARGUMENT',
         `the connection string is for hub ${credentials.hostName}, but this config node connects to ${this.o.connection.hostName}: use a config node for that hub`,
-        { field: 'connectionString' });
+        { field: 'connectionString' },
+      );
     }
-    if (!deviceId) throw new IotHubError('INVALID_ARGUMENT', 'no device id: set one in the node', { field: 'deviceId' });
+    if (!deviceId)
+      throw new IotHubError('INVALID_ARGUMENT', 'no device id: set one in the node', { field: 'deviceId' });
     checkDeviceId(deviceId);
     if (/[#+]/.test(deviceId) && this.o.deviceTransport.startsWith('mqtt')) {
       // devices/{id}/messages/devicebound/# is the only filter IoT Hub takes, and MQTT reads # and + in it as wildcards.
-      throw new IotHubError('INVALID_ARGUMENT',
-        `device id ${JSON.stringify(deviceId)} holds # or +, which an MQTT subscription cannot carry: choose the AMQP device transport for it`, { field: 'deviceId' });
+      throw new IotHubError(
+        'INVALID_ARGUMENT',
+        `device id ${JSON.stringify(deviceId)} holds # or +, which an MQTT subscription cannot carry: choose the AMQP device transport for it`,
+        { field: 'deviceId' },
+      );
     }
     let shared = this.devices.get(deviceId);
     if (!shared) {
-      const client = new DeviceClient({
-        hostName: this.o.connection.hostName,
-        connectHost: this.o.connectHost ?? this.o.connection.gatewayHostName,
-        port: this.devicePort(),
-        tls: this.o.tls,
-        ca: this.o.ca,
-        deviceId,
-        transport: this.o.deviceTransport,
-        credentials: credentials ? withoutHostName(credentials) : this.deviceCredentials(deviceId),
-        tokenLifetimeSec: this.o.tokenLifetimeSec,
-        keepAliveSec: this.o.keepAliveSec,
-        retry: this.o.retry,
-        settle,
-      }, this.gate);
+      const client = new DeviceClient(
+        {
+          hostName: this.o.connection.hostName,
+          connectHost: this.o.connectHost ?? this.o.connection.gatewayHostName,
+          port: this.devicePort(),
+          tls: this.o.tls,
+          ca: this.o.ca,
+          deviceId,
+          transport: this.o.deviceTransport,
+          credentials: credentials ? withoutHostName(credentials) : this.deviceCredentials(deviceId),
+          tokenLifetimeSec: this.o.tokenLifetimeSec,
+          keepAliveSec: this.o.keepAliveSec,
+          retry: this.o.retry,
+          settle,
+        },
+        this.gate,
+      );
       const s: Shared<DeviceClient> = { client, users: new Set() };
       client.on('status', (ev: StatusEvent) => {
         s.lastStatus = ev;
@@ -194,9 +215,16 @@ export class HubSession {
       deviceId,
       settle: (lockToken, outcome) => s.client.settle(lockToken, outcome),
       // While lingering for a redeploy, messages wait for the node, unacknowledged, rather than go to no one.
-      release: (removed) => this.releaseShared(s, user, removed, () => {
-        if (this.devices.get(deviceId) === s) this.devices.delete(deviceId);
-      }, () => s.client.hold()),
+      release: (removed) =>
+        this.releaseShared(
+          s,
+          user,
+          removed,
+          () => {
+            if (this.devices.get(deviceId) === s) this.devices.delete(deviceId);
+          },
+          () => s.client.hold(),
+        ),
     };
   }
 
@@ -204,9 +232,11 @@ export class HubSession {
     if (this.closed) throw new IotHubError('NOT_CONNECTED', 'the IoT Hub config node is closing');
     const c = this.o.connection;
     if (c.kind !== 'service' || !c.sharedAccessKeyName || !c.sharedAccessKey) {
-      throw new IotHubError('INVALID_CONNECTION_STRING',
+      throw new IotHubError(
+        'INVALID_CONNECTION_STRING',
         'sending and feedback need a hub policy connection string with ServiceConnect (e.g. the "service" or "iothubowner" policy), not a device connection string',
-        { field: 'connectionString' });
+        { field: 'connectionString' },
+      );
     }
     if (!this.service) {
       const client = new ServiceClient({
@@ -266,7 +296,11 @@ export class HubSession {
   }
 
   private async releaseShared<C extends DeviceClient | ServiceClient>(
-    s: Shared<C>, user: unknown, removed: boolean, forget: () => void, onLinger?: () => void,
+    s: Shared<C>,
+    user: unknown,
+    removed: boolean,
+    forget: () => void,
+    onLinger?: () => void,
   ): Promise<void> {
     if (!s.users.delete(user) || s.users.size > 0) return;
     const lingerMs = this.o.lingerMs ?? 5000;

@@ -16,7 +16,10 @@ export class ConnectionLifecycle {
   private _closing = false;
   private readonly policy: RetryPolicy;
 
-  constructor(retry: RetryOptions | undefined, private readonly emitStatus: (ev: StatusEvent) => void) {
+  constructor(
+    retry: RetryOptions | undefined,
+    private readonly emitStatus: (ev: StatusEvent) => void,
+  ) {
     this.policy = new RetryPolicy(retry);
   }
 
@@ -57,7 +60,12 @@ export class ConnectionLifecycle {
     this.attempt++;
     const unauthorized = err?.code === 'UNAUTHORIZED';
     const delay = unauthorized ? this.policy.unauthorizedDelay(this.attempt) : this.policy.delay(this.attempt);
-    this.set({ state: unauthorized ? 'unauthorized' : 'reconnecting', attempt: this.attempt, nextRetryMs: delay, error: err });
+    this.set({
+      state: unauthorized ? 'unauthorized' : 'reconnecting',
+      attempt: this.attempt,
+      nextRetryMs: delay,
+      error: err,
+    });
     this.retryTimer = setTimeout(reconnect, delay);
   }
 

@@ -47,10 +47,17 @@ const DEVICE_ID = /^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$/;
 export function checkDeviceId(id: string, field = 'deviceId'): string {
   if (DEVICE_ID.test(id)) return id;
   const shown = JSON.stringify(id.length > 40 ? `${id.slice(0, 40)}…` : id);
-  const why = id.length === 0 ? 'is empty' : id.length > 128 ? `has ${id.length} characters (at most 128)`
-    : `holds ${JSON.stringify([...id].find((c) => !DEVICE_ID.test(c)))}`;
-  throw new IotHubError('INVALID_ARGUMENT',
-    `device id ${shown} ${why}: IoT Hub allows 1 to 128 ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ '`, { field });
+  const why =
+    id.length === 0
+      ? 'is empty'
+      : id.length > 128
+        ? `has ${id.length} characters (at most 128)`
+        : `holds ${JSON.stringify([...id].find((c) => !DEVICE_ID.test(c)))}`;
+  throw new IotHubError(
+    'INVALID_ARGUMENT',
+    `device id ${shown} ${why}: IoT Hub allows 1 to 128 ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ '`,
+    { field },
+  );
 }
 
 /** Size of a message as IoT Hub counts it against the 64 KB limit. */

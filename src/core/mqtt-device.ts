@@ -7,9 +7,16 @@ import { c2dSubscription, decodeC2DPublish } from './property-bag';
 
 const API_VERSION = '2021-04-12';
 const SERVER_BOUND = new Set(['connect', 'subscribe', 'unsubscribe', 'pingreq', 'disconnect']);
-const CLIENT_TYPE = encodeURIComponent(`iothub-c2d-node-red/0.1 (node ${process.version}; ${process.platform}; ${process.arch})`);
+const CLIENT_TYPE = encodeURIComponent(
+  `iothub-c2d-node-red/0.1 (node ${process.version}; ${process.platform}; ${process.arch})`,
+);
 
-export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: string | undefined, events: TransportEvents): DeviceSession {
+export function connectMqtt(
+  o: DeviceClientOptions,
+  e: ResolvedEndpoint,
+  token: string | undefined,
+  events: TransportEvents,
+): DeviceSession {
   const ws = o.transport === 'mqtt-ws';
   const creds = o.credentials;
   const options: IClientOptions = {
@@ -41,7 +48,10 @@ export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
       // A publish we cannot read is still acknowledged (the hub would only resend it forever), and reported with what
       // came: it was dropped without a word, and its error was later given as the reason the connection closed.
       callback();
-      events.unreadable(err instanceof IotHubError ? err : new IotHubError('PROTOCOL_ERROR', 'unreadable C2D message'), { topic: packet.topic, body: packet.payload });
+      events.unreadable(
+        err instanceof IotHubError ? err : new IotHubError('PROTOCOL_ERROR', 'unreadable C2D message'),
+        { topic: packet.topic, body: packet.payload },
+      );
       return;
     }
     events.message(m, () => callback());
@@ -58,9 +68,15 @@ export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
     });
   });
   client.on('error', (err: Error & { code?: number | string }) => {
-    lastError = typeof err.code === 'number' ? fromConnackCode(err.code)
-      : /not authori[sz]ed|bad user ?name or password/i.test(err.message) ? new IotHubError('UNAUTHORIZED', 'not authorized: check the key, the token\'s expiry and that the device is enabled')
-        : new IotHubError('CONNECTION_LOST', `connection failed: ${err.message}`, { cause: err });
+    lastError =
+      typeof err.code === 'number'
+        ? fromConnackCode(err.code)
+        : /not authori[sz]ed|bad user ?name or password/i.test(err.message)
+          ? new IotHubError(
+              'UNAUTHORIZED',
+              "not authorized: check the key, the token's expiry and that the device is enabled",
+            )
+          : new IotHubError('CONNECTION_LOST', `connection failed: ${err.message}`, { cause: err });
     // mqtt.js reports a packet it cannot parse (reserved flag bits, both QoS bits, a bad length) and goes on reading the
     // stream out of step. MQTT says to close the connection on a protocol violation [MQTT-4.8.0-1]: do, and connect again.
     if (!ended) client.end(true);
@@ -68,7 +84,10 @@ export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
   // Packets only a server may receive: mqtt.js skips them silently; they are a protocol violation all the same.
   client.on('packetreceive', (packet) => {
     if (ended || !SERVER_BOUND.has(packet.cmd)) return;
-    lastError = new IotHubError('PROTOCOL_ERROR', `the hub sent a ${packet.cmd.toUpperCase()} packet, which only a server may receive`);
+    lastError = new IotHubError(
+      'PROTOCOL_ERROR',
+      `the hub sent a ${packet.cmd.toUpperCase()} packet, which only a server may receive`,
+    );
     client.end(true);
   });
   client.on('close', () => {
@@ -80,20 +99,29 @@ export function connectMqtt(o: DeviceClientOptions, e: ResolvedEndpoint, token: 
   });
 
   return {
-    settle: (_lockToken, outcome) => Promise.reject(new IotHubError('INVALID_ARGUMENT',
-      outcome === 'complete' ? 'MQTT devices complete messages automatically' : 'MQTT devices cannot reject or abandon: use an AMQP device transport')),
-    end: () => new Promise<void>((resolve) => {
-      if (ended) return resolve();
-      ended = true;
-      // mqtt.js's graceful end waits until every packet it sent is answered, and returns at once from any later end(),
-      // forced or not: a SUBSCRIBE the hub never answered kept the socket open for ever. End such a one by force, and
-      // if a graceful end is stuck (a stalled link), destroy the stream under it.
-      const pending = !client.connected || Object.keys((client as unknown as { outgoing: object }).outgoing ?? {}).length > 0;
-      client.end(pending, {}, () => resolve());
-      setTimeout(() => {
-        client.stream?.destroy();
-        resolve();
-      }, 2000).unref();
-    }),
+    settle: (_lockToken, outcome) =>
+      Promise.reject(
+        new IotHubError(
+          'INVALID_ARGUMENT',
+          outcome === 'complete'
+            ? 'MQTT devices complete messages automatically'
+            : 'MQTT devices cannot reject or abandon: use an AMQP device transport',
+        ),
+      ),
+    end: () =>
+      new Promise<void>((resolve) => {
+        if (ended) return resolve();
+        ended = true;
+        // mqtt.js's graceful end waits until every packet it sent is answered, and returns at once from any later end(),
+        // forced or not: a SUBSCRIBE the hub never answered kept the socket open for ever. End such a one by force, and
+        // if a graceful end is stuck (a stalled link), destroy the stream under it.
+        const pending =
+          !client.connected || Object.keys((client as unknown as { outgoing: object }).outgoing ?? {}).length > 0;
+        client.end(pending, {}, () => resolve());
+        setTimeout(() => {
+          client.stream?.destroy();
+          resolve();
+        }, 2000).unref();
+      }),
   };
 }

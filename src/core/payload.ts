@@ -8,7 +8,8 @@ const invalidPayload = (text: string) => new IotHubError('INVALID_MESSAGE', text
 export function payloadToBody(payload: unknown): { body: Buffer; contentType?: string } {
   if (Buffer.isBuffer(payload)) return { body: payload };
   if (typeof payload === 'string') return { body: Buffer.from(payload, 'utf8') };
-  if (typeof payload === 'number' || typeof payload === 'boolean') return { body: Buffer.from(String(payload), 'utf8') };
+  if (typeof payload === 'number' || typeof payload === 'boolean')
+    return { body: Buffer.from(String(payload), 'utf8') };
   if (payload === undefined || payload === null) {
     throw invalidPayload('msg.payload is empty: set it to a string, Buffer, number or object to send');
   }
@@ -17,7 +18,9 @@ export function payloadToBody(payload: unknown): { body: Buffer; contentType?: s
     try {
       json = JSON.stringify(payload);
     } catch (err) {
-      throw invalidPayload(`msg.payload cannot be serialised to JSON (${(err as Error).message}): send a string or Buffer instead`);
+      throw invalidPayload(
+        `msg.payload cannot be serialised to JSON (${(err as Error).message}): send a string or Buffer instead`,
+      );
     }
     return { body: Buffer.from(json, 'utf8'), contentType: 'application/json' };
   }
@@ -32,13 +35,19 @@ function isJsonType(ct: string | undefined): boolean {
 
 export function decodePayload(body: Buffer, contentType: string | undefined, output: PayloadOutput): unknown {
   switch (output) {
-    case 'buffer': return body;
-    case 'string': return body.toString('utf8');
+    case 'buffer':
+      return body;
+    case 'string':
+      return body.toString('utf8');
     case 'json':
       try {
         return JSON.parse(body.toString('utf8'));
       } catch {
-        throw new IotHubError('INVALID_MESSAGE', 'the message body is not JSON: set the node\'s output to "auto" or "string"', { field: 'payload' });
+        throw new IotHubError(
+          'INVALID_MESSAGE',
+          'the message body is not JSON: set the node\'s output to "auto" or "string"',
+          { field: 'payload' },
+        );
       }
     default:
       if (isJsonType(contentType)) {

@@ -49,7 +49,10 @@ export function encodePropertyBag(m: C2DMessage): string {
   return pairs.join('&');
 }
 
-export function decodePropertyBag(bag: string): { message: Omit<C2DMessage, 'body'>; systemProperties: Record<string, string> } {
+export function decodePropertyBag(bag: string): {
+  message: Omit<C2DMessage, 'body'>;
+  systemProperties: Record<string, string>;
+} {
   const message: Omit<C2DMessage, 'body'> = { properties: {} };
   const systemProperties: Record<string, string> = {};
   if (!bag) return { message, systemProperties };
@@ -75,7 +78,8 @@ export function decodePropertyBag(bag: string): { message: Omit<C2DMessage, 'bod
       systemProperties[key] = value;
     } else {
       // An own "__proto__" key: a plain assignment would set the object's prototype and lose the value.
-      if (key === '__proto__') Object.defineProperty(message.properties, key, { value, enumerable: true, writable: true, configurable: true });
+      if (key === '__proto__')
+        Object.defineProperty(message.properties, key, { value, enumerable: true, writable: true, configurable: true });
       else message.properties[key] = value;
     }
   }

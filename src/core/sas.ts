@@ -15,7 +15,12 @@ export function encodeStrict(s: string): string {
 }
 
 /** Creates a token exactly as the Node SDKs do: `sr` url-encoded (strict), signed as encoded. */
-export function createSasToken(opts: { resourceUri: string; key: string; keyName?: string; expiresAt: number }): string {
+export function createSasToken(opts: {
+  resourceUri: string;
+  key: string;
+  keyName?: string;
+  expiresAt: number;
+}): string {
   const sr = encodeStrict(opts.resourceUri);
   const se = Math.floor(opts.expiresAt);
   const sig = encodeStrict(sign(`${sr}\n${se}`, opts.key));

@@ -83,7 +83,15 @@ export class ServiceClient extends EventEmitter {
 
   private token(): { token: string; expiresAt: number } {
     const expiresAt = Math.floor(Date.now() / 1000) + (this.o.tokenLifetimeSec ?? 3600);
-    return { token: createSasToken({ resourceUri: this.o.hostName, key: this.o.sharedAccessKey, keyName: this.o.sharedAccessKeyName, expiresAt }), expiresAt };
+    return {
+      token: createSasToken({
+        resourceUri: this.o.hostName,
+        key: this.o.sharedAccessKey,
+        keyName: this.o.sharedAccessKeyName,
+        expiresAt,
+      }),
+      expiresAt,
+    };
   }
 
   open(): void {
@@ -104,7 +112,16 @@ export class ServiceClient extends EventEmitter {
     // A hub that never answers the open, the token or an attach held the back end at "connecting" for ever (rhea has no
     // time-out of its own for any of them): give the attempt up and try again.
     clearTimeout(this.connectTimer);
-    const connectTimer = setTimeout(() => fail(new IotHubError('TIMEOUT', `the hub did not complete the connection in ${Math.round(e.connectTimeoutMs / 1000)} s`)), e.connectTimeoutMs);
+    const connectTimer = setTimeout(
+      () =>
+        fail(
+          new IotHubError(
+            'TIMEOUT',
+            `the hub did not complete the connection in ${Math.round(e.connectTimeoutMs / 1000)} s`,
+          ),
+        ),
+      e.connectTimeoutMs,
+    );
     this.connectTimer = connectTimer;
     const fail = (err: IotHubError) => {
       clearTimeout(connectTimer);
@@ -136,7 +153,9 @@ export class ServiceClient extends EventEmitter {
       clearTimeout(connectTimer);
       this.life.connected();
       this.drain();
-    })().catch((err: unknown) => fail(err instanceof IotHubError ? err : new IotHubError('CONNECTION_LOST', (err as Error).message)));
+    })().catch((err: unknown) =>
+      fail(err instanceof IotHubError ? err : new IotHubError('CONNECTION_LOST', (err as Error).message)),
+    );
   }
 
   private openSender(connection: Connection): Promise<void> {
@@ -156,8 +175,14 @@ export class ServiceClient extends EventEmitter {
         this.inflight.delete(ctx.delivery as Delivery);
         if (ok) p.resolve();
         else {
-          const state = (ctx.delivery as unknown as { remote_state?: { error?: { condition?: string; description?: string } } }).remote_state;
-          p.reject(fromAmqpError(state?.error ?? { condition: 'amqp:internal-error', description: 'the hub released the message' }));
+          const state = (
+            ctx.delivery as unknown as { remote_state?: { error?: { condition?: string; description?: string } } }
+          ).remote_state;
+          p.reject(
+            fromAmqpError(
+              state?.error ?? { condition: 'amqp:internal-error', description: 'the hub released the message' },
+            ),
+          );
         }
       };
       sender.on('accepted', settle(true));
@@ -170,7 +195,11 @@ export class ServiceClient extends EventEmitter {
 
   private openFeedback(connection: Connection): void {
     if (this.feedbackReceiver) return;
-    const r = connection.open_receiver({ source: { address: '/messages/serviceBound/feedback' }, autoaccept: false, credit_window: 10 });
+    const r = connection.open_receiver({
+      source: { address: '/messages/serviceBound/feedback' },
+      autoaccept: false,
+      credit_window: 10,
+    });
     this.feedbackReceiver = r;
     r.on('message', (ctx: EventContext) => void this.onFeedback(ctx));
     r.on('receiver_close', (ctx: EventContext) => {
@@ -178,7 +207,14 @@ export class ServiceClient extends EventEmitter {
       this.feedbackReceiver = undefined;
       // The hub detached it (an expired token, a forced detach): without a new link no feedback would come again.
       if (!this.life.closing && this.connection === connection) {
-        this.dropConnection(fromAmqpError((ctx.receiver?.error as never) ?? { condition: 'amqp:link:detach-forced', description: 'the hub closed the feedback link' }));
+        this.dropConnection(
+          fromAmqpError(
+            (ctx.receiver?.error as never) ?? {
+              condition: 'amqp:link:detach-forced',
+              description: 'the hub closed the feedback link',
+            },
+          ),
+        );
       }
     });
   }
@@ -214,8 +250,10 @@ export class ServiceClient extends EventEmitter {
   private renewBefore(expiresAt: number): void {
     this.life.renewBefore(expiresAt, () => {
       const { token, expiresAt: next } = this.token();
-      this.cbs?.putToken(this.o.hostName, token).then(() => this.renewBefore(next),
-        (err: IotHubError) => this.dropConnection(err));
+      this.cbs?.putToken(this.o.hostName, token).then(
+        () => this.renewBefore(next),
+        (err: IotHubError) => this.dropConnection(err),
+      );
     });
   }
 
@@ -232,7 +270,13 @@ export class ServiceClient extends EventEmitter {
     const again: PendingSend[] = [];
     for (const p of this.inflight.values()) {
       if (p.attempts >= 2) {
-        p.reject(new IotHubError('CONNECTION_LOST', 'the connection dropped twice before the hub confirmed the message; it may or may not have been enqueued', { cause: err }));
+        p.reject(
+          new IotHubError(
+            'CONNECTION_LOST',
+            'the connection dropped twice before the hub confirmed the message; it may or may not have been enqueued',
+            { cause: err },
+          ),
+        );
       } else {
         p.deadline = Date.now() + (this.o.pendingTimeoutMs ?? 30_000);
         again.push(p);
@@ -276,7 +320,13 @@ export class ServiceClient extends EventEmitter {
     if (first && first.deadline <= now) {
       const keep: PendingSend[] = [];
       for (const p of this.takeWaiting()) {
-        if (p.deadline <= now) p.reject(new IotHubError('NOT_CONNECTED', `not connected to the hub for ${Math.round((this.o.pendingTimeoutMs ?? 30_000) / 1000)} s; the message was not sent`));
+        if (p.deadline <= now)
+          p.reject(
+            new IotHubError(
+              'NOT_CONNECTED',
+              `not connected to the hub for ${Math.round((this.o.pendingTimeoutMs ?? 30_000) / 1000)} s; the message was not sent`,
+            ),
+          );
         else keep.push(p);
       }
       this.waiting = keep;
@@ -285,7 +335,9 @@ export class ServiceClient extends EventEmitter {
     for (const [d, p] of this.inflight) {
       if (p.deadline > now) break;
       this.inflight.delete(d);
-      p.reject(new IotHubError('TIMEOUT', 'the hub did not confirm the message in time; it may or may not have been enqueued'));
+      p.reject(
+        new IotHubError('TIMEOUT', 'the hub did not confirm the message in time; it may or may not have been enqueued'),
+      );
     }
   }
 
@@ -297,13 +349,30 @@ export class ServiceClient extends EventEmitter {
     }
     if (this.life.closing) return Promise.reject(new IotHubError('NOT_CONNECTED', 'the connection is closing'));
     if (this.life.state === 'unauthorized') {
-      return Promise.reject(new IotHubError('UNAUTHORIZED', 'the hub refused the credentials: check the key and that the policy has ServiceConnect'));
+      return Promise.reject(
+        new IotHubError(
+          'UNAUTHORIZED',
+          'the hub refused the credentials: check the key and that the policy has ServiceConnect',
+        ),
+      );
     }
     if (this.waitingCount >= (this.o.pendingLimit ?? 10_000)) {
-      return Promise.reject(new IotHubError('NOT_CONNECTED', `${this.waitingCount} messages are already waiting for the hub; this one was not sent`));
+      return Promise.reject(
+        new IotHubError(
+          'NOT_CONNECTED',
+          `${this.waitingCount} messages are already waiting for the hub; this one was not sent`,
+        ),
+      );
     }
     return new Promise((resolve, reject) => {
-      this.waiting.push({ deviceId, message, resolve, reject, deadline: Date.now() + (this.o.pendingTimeoutMs ?? 30_000), attempts: 0 });
+      this.waiting.push({
+        deviceId,
+        message,
+        resolve,
+        reject,
+        deadline: Date.now() + (this.o.pendingTimeoutMs ?? 30_000),
+        attempts: 0,
+      });
       this.drain();
     });
   }
@@ -331,7 +400,8 @@ export class ServiceClient extends EventEmitter {
     this.connection = undefined;
     this.cbs?.close();
     if (connection) await closeAmqpConnection(connection);
-    for (const p of this.inflight.values()) p.reject(new IotHubError('CONNECTION_LOST', 'the connection closed before the hub confirmed the message'));
+    for (const p of this.inflight.values())
+      p.reject(new IotHubError('CONNECTION_LOST', 'the connection closed before the hub confirmed the message'));
     this.inflight.clear();
     this.feedbackListeners.clear();
     this.life.closed();

@@ -1,7 +1,8 @@
 /** What a connection tells its users: the one status vocabulary of both clients, the session and the nodes. */
 import type { IotHubError } from './errors';
 
-export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'unauthorized' | 'error' | 'closed';
+export type ConnectionState =
+  'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'unauthorized' | 'error' | 'closed';
 
 export interface StatusEvent {
   state: ConnectionState;

@@ -9,7 +9,12 @@ import type { RetryOptions } from './retry';
 
 export type DeviceTransport = 'mqtt' | 'mqtt-ws' | 'amqp' | 'amqp-ws';
 
-export const DEFAULT_DEVICE_PORTS: Record<DeviceTransport, number> = { mqtt: 8883, 'mqtt-ws': 443, amqp: 5671, 'amqp-ws': 443 };
+export const DEFAULT_DEVICE_PORTS: Record<DeviceTransport, number> = {
+  mqtt: 8883,
+  'mqtt-ws': 443,
+  amqp: 5671,
+  'amqp-ws': 443,
+};
 
 export type DeviceCredentials =
   | { sharedAccessKey: string; sharedAccessKeyName?: string }

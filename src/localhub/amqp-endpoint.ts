@@ -3,7 +3,18 @@
  * feedback receiver links, and the device's C2D receiver link (docs/PROTOCOL.md sections 4 to 6).
  */
 import * as net from 'node:net';
-import { Connection, create_container, Delivery, EventContext, Message, message as rheaMessage, Receiver, Sender, string_to_uuid, types } from 'rhea';
+import {
+  Connection,
+  create_container,
+  Delivery,
+  EventContext,
+  Message,
+  message as rheaMessage,
+  Receiver,
+  Sender,
+  string_to_uuid,
+  types,
+} from 'rhea';
 import { DispositionQueue } from '../core/disposition-queue';
 import { deviceIdOfC2dAddress } from '../core/amqp-address';
 import { fromAmqpMessage, toAmqpMessage } from '../core/amqp-codec';
@@ -63,21 +74,22 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   // MSSBCBS: "I will authenticate over $cbs". Accept and wait for put-token.
   mechanisms.MSSBCBS = () => new SaslMechanism(() => true);
   // PLAIN (C service SDK): user `{policy}@sas.root.{hub}` or `{device}@sas.{hub}`, password = SAS token.
-  mechanisms.PLAIN = () => new SaslMechanism((response, m) => {
-    const parts = (response ?? Buffer.alloc(0)).toString('utf8').split('\u0000');
-    const user = parts[1] ?? '';
-    const token = parts[2] ?? '';
-    try {
-      const u = /^(.*)@sas\.(root\.)?[^@]+$/.exec(user);
-      if (!u) throw new IotHubError('UNAUTHORIZED', 'unexpected SASL PLAIN user name');
-      const id = u[2] ? hub.registry.authenticateService(token) : hub.registry.authenticateDevice(token, u[1]);
-      m.username = JSON.stringify(id);
-      return true;
-    } catch (err) {
-      hub.log('warn', `AMQP SASL PLAIN refused: ${(err as Error).message}`);
-      return false;
-    }
-  });
+  mechanisms.PLAIN = () =>
+    new SaslMechanism((response, m) => {
+      const parts = (response ?? Buffer.alloc(0)).toString('utf8').split('\u0000');
+      const user = parts[1] ?? '';
+      const token = parts[2] ?? '';
+      try {
+        const u = /^(.*)@sas\.(root\.)?[^@]+$/.exec(user);
+        if (!u) throw new IotHubError('UNAUTHORIZED', 'unexpected SASL PLAIN user name');
+        const id = u[2] ? hub.registry.authenticateService(token) : hub.registry.authenticateDevice(token, u[1]);
+        m.username = JSON.stringify(id);
+        return true;
+      } catch (err) {
+        hub.log('warn', `AMQP SASL PLAIN refused: ${(err as Error).message}`);
+        return false;
+      }
+    });
 
   function state(conn: Connection): ConnState {
     let s = states.get(conn);
@@ -85,7 +97,8 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       s = { links: new Map(), devices: new Map(), settle: new DispositionQueue() };
       states.set(conn, s);
       // Identity from SASL PLAIN, if that is how the client came in.
-      const sasl = (conn as unknown as { sasl_transport?: { username?: string; selected?: { username?: string } } }).sasl_transport;
+      const sasl = (conn as unknown as { sasl_transport?: { username?: string; selected?: { username?: string } } })
+        .sasl_transport;
       const user = sasl?.username ?? sasl?.selected?.username;
       if (user && user.startsWith('{')) {
         try {
@@ -116,14 +129,21 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     let status = 200;
     let description = 'OK';
     try {
-      if (props.operation !== 'put-token') throw new IotHubError('INVALID_ARGUMENT', `unsupported CBS operation ${String(props.operation)}`);
-      const token = typeof req.body === 'string' ? req.body : Buffer.isBuffer(req.body) ? req.body.toString('utf8') : String((req.body as { content?: unknown })?.content ?? '');
+      if (props.operation !== 'put-token')
+        throw new IotHubError('INVALID_ARGUMENT', `unsupported CBS operation ${String(props.operation)}`);
+      const token =
+        typeof req.body === 'string'
+          ? req.body
+          : Buffer.isBuffer(req.body)
+            ? req.body.toString('utf8')
+            : String((req.body as { content?: unknown })?.content ?? '');
       const audience = String(props.name ?? '');
       const id = hub.registry.authenticateAudience(token, audience);
       grant(s, id);
     } catch (err) {
       const e = err as IotHubError;
-      status = e.code === 'UNAUTHORIZED' || e.code === 'INVALID_TOKEN' ? 401 : e.code === 'DEVICE_NOT_FOUND' ? 404 : 400;
+      status =
+        e.code === 'UNAUTHORIZED' || e.code === 'INVALID_TOKEN' ? 401 : e.code === 'DEVICE_NOT_FOUND' ? 404 : 400;
       description = e.message;
       hub.log('info', `CBS put-token refused: ${description}`);
     }
@@ -195,10 +215,17 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     }
     const deviceId = deviceIdOfC2dAddress(snd.source?.address);
     if (deviceId !== undefined) {
-      if (!deviceAllowed(s, deviceId)) return unauthorizedLink(snd, `this connection has no valid token for device ${deviceId}`);
-      const release = hub.claimDevice(deviceId, () => snd.close({ condition: AMQP_CONDITIONS.detachForced, description: 'another connection opened for this device (400027 ConnectionForcefullyClosedOnNewConnection)' }));
+      if (!deviceAllowed(s, deviceId))
+        return unauthorizedLink(snd, `this connection has no valid token for device ${deviceId}`);
+      const release = hub.claimDevice(deviceId, () =>
+        snd.close({
+          condition: AMQP_CONDITIONS.detachForced,
+          description: 'another connection opened for this device (400027 ConnectionForcefullyClosedOnNewConnection)',
+        }),
+      );
       const detachQueue = hub.queues.attach(deviceId, {
-        describe: () => `amqp open=${snd.is_open()} credit=${(snd as unknown as { credit: number }).credit} sendable=${snd.sendable()}`,
+        describe: () =>
+          `amqp open=${snd.is_open()} credit=${(snd as unknown as { credit: number }).credit} sendable=${snd.sendable()}`,
         deliver: (entry: QueuedMessage) => {
           if (!snd.is_open() || !snd.sendable()) return false;
           const msg = toAmqpMessage(deviceId, entry.message);
@@ -209,7 +236,10 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
             'iothub-deliverycount': types.wrap_int(entry.deliveryCount),
           };
           const d = snd.send(msg);
-          (d as unknown as { c2d: { deviceId: string; lockToken: string } }).c2d = { deviceId, lockToken: entry.lockToken };
+          (d as unknown as { c2d: { deviceId: string; lockToken: string } }).c2d = {
+            deviceId,
+            lockToken: entry.lockToken,
+          };
           return true;
         },
       });
@@ -287,17 +317,38 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     const msg = ctx.message as Message;
     let outcome: { ok: true } | { ok: false; condition: string; description: string };
     try {
-      if (!serviceAllowed(s)) throw new IotHubError('UNAUTHORIZED', 'the token has expired: renew it with put-token', { amqpCondition: AMQP_CONDITIONS.unauthorized });
+      if (!serviceAllowed(s))
+        throw new IotHubError('UNAUTHORIZED', 'the token has expired: renew it with put-token', {
+          amqpCondition: AMQP_CONDITIONS.unauthorized,
+        });
       const deviceId = deviceIdOfC2dAddress(String(msg.to ?? ''));
-      if (!deviceId) throw new IotHubError('INVALID_ARGUMENT', 'the message "to" must be /devices/{deviceId}/messages/devicebound', { amqpCondition: AMQP_CONDITIONS.argumentError });
+      if (!deviceId)
+        throw new IotHubError('INVALID_ARGUMENT', 'the message "to" must be /devices/{deviceId}/messages/devicebound', {
+          amqpCondition: AMQP_CONDITIONS.argumentError,
+        });
       if (!hub.registry.devices.has(deviceId)) {
-        throw new IotHubError('DEVICE_NOT_FOUND', JSON.stringify({ errorCode: 404001, message: `Device ${deviceId} not registered`, timestampUtc: new Date().toISOString() }), { amqpCondition: AMQP_CONDITIONS.notFound });
+        throw new IotHubError(
+          'DEVICE_NOT_FOUND',
+          JSON.stringify({
+            errorCode: 404001,
+            message: `Device ${deviceId} not registered`,
+            timestampUtc: new Date().toISOString(),
+          }),
+          { amqpCondition: AMQP_CONDITIONS.notFound },
+        );
       }
       const model = fromAmqpMessage(msg);
       hub.queues.enqueue(deviceId, {
-        body: model.body, messageId: model.messageId, correlationId: model.correlationId, userId: model.userId,
-        to: model.to, expiryTimeUtc: model.expiryTimeUtc, contentType: model.contentType, contentEncoding: model.contentEncoding,
-        ack: model.ack, properties: model.properties,
+        body: model.body,
+        messageId: model.messageId,
+        correlationId: model.correlationId,
+        userId: model.userId,
+        to: model.to,
+        expiryTimeUtc: model.expiryTimeUtc,
+        contentType: model.contentType,
+        contentEncoding: model.contentEncoding,
+        ack: model.ack,
+        properties: model.properties,
       });
       outcome = { ok: true };
     } catch (err) {
@@ -307,7 +358,9 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     if (outcome.ok) s.settle.settle('accepted', () => delivery.accept());
     else {
       const o = outcome;
-      s.settle.settle(`rejected:${o.condition}`, () => delivery.reject({ condition: o.condition, description: o.description }));
+      s.settle.settle(`rejected:${o.condition}`, () =>
+        delivery.reject({ condition: o.condition, description: o.description }),
+      );
     }
   });
 
@@ -321,8 +374,14 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
         if (owner === '' ? serviceAllowed(st) : deviceAllowed(st, owner)) continue;
         releaseLink(st, link);
         const who = owner === '' ? 'the back-end token' : `the token for device ${owner}`;
-        hub.log('info', `AMQP: ${who} expired without renewal; detaching ${link.is_sender() ? link.source?.address : link.target?.address}`);
-        unauthorizedLink(link, `${who} has expired (401003 IoTHubUnauthorized): put a new token on $cbs before the old one expires`);
+        hub.log(
+          'info',
+          `AMQP: ${who} expired without renewal; detaching ${link.is_sender() ? link.source?.address : link.target?.address}`,
+        );
+        unauthorizedLink(
+          link,
+          `${who} has expired (401003 IoTHubUnauthorized): put a new token on $cbs before the old one expires`,
+        );
       }
     }
   }, 1000);

@@ -45,7 +45,15 @@ interface DeviceQueue {
 
 /** On disk, an entry has no lock: a hub that starts again delivers it afresh, with a new lock token. */
 export interface StoredQueues {
-  queues: Record<string, { nextSeq: number; entries: (Omit<QueuedMessage, 'message' | 'lockToken' | 'lockedUntil' | 'lockedBy'> & { message: Omit<C2DMessage, 'body'> & { body: string } })[] }>;
+  queues: Record<
+    string,
+    {
+      nextSeq: number;
+      entries: (Omit<QueuedMessage, 'message' | 'lockToken' | 'lockedUntil' | 'lockedBy'> & {
+        message: Omit<C2DMessage, 'body'> & { body: string };
+      })[];
+    }
+  >;
 }
 
 /** Each entry's JSON but its delivery count (the one field that changes), made once: see toJSONText. */
@@ -55,7 +63,11 @@ export class C2DQueues {
   private readonly queues = new Map<string, DeviceQueue>();
   onChange: () => void = () => undefined;
 
-  constructor(private readonly o: QueueOptions, private readonly feedback: FeedbackQueue, private readonly generationOf: (deviceId: string) => string | undefined) {}
+  constructor(
+    private readonly o: QueueOptions,
+    private readonly feedback: FeedbackQueue,
+    private readonly generationOf: (deviceId: string) => string | undefined,
+  ) {}
 
   private queue(deviceId: string): DeviceQueue {
     let q = this.queues.get(deviceId);
@@ -69,7 +81,12 @@ export class C2DQueues {
   /** For tests and diagnostics: how many are waiting, locked, and whether a device is attached. */
   inspect(deviceId: string): { length: number; locked: number; attached: boolean; link?: string } {
     const q = this.queues.get(deviceId);
-    return { length: q?.entries.size ?? 0, locked: q?.locked.size ?? 0, attached: !!q?.sink, link: q?.sink?.describe?.() };
+    return {
+      length: q?.entries.size ?? 0,
+      locked: q?.locked.size ?? 0,
+      attached: !!q?.sink,
+      link: q?.sink?.describe?.(),
+    };
   }
 
   length(deviceId: string): number {
@@ -80,17 +97,27 @@ export class C2DQueues {
   enqueue(deviceId: string, message: C2DMessage, now = Date.now()): QueuedMessage {
     const size = messageSize(message);
     if (size > MAX_C2D_MESSAGE_BYTES) {
-      throw new IotHubError('MESSAGE_TOO_LARGE', `Message size ${size} exceeds the maximum of ${MAX_C2D_MESSAGE_BYTES} bytes`, { amqpCondition: AMQP_CONDITIONS.messageSizeExceeded });
+      throw new IotHubError(
+        'MESSAGE_TOO_LARGE',
+        `Message size ${size} exceeds the maximum of ${MAX_C2D_MESSAGE_BYTES} bytes`,
+        { amqpCondition: AMQP_CONDITIONS.messageSizeExceeded },
+      );
     }
     const q = this.queue(deviceId);
     if (q.entries.size >= this.o.queueDepth) {
-      throw new IotHubError('QUEUE_FULL',
+      throw new IotHubError(
+        'QUEUE_FULL',
         `C2D messages enqueued for the device exceeded the queue limit of ${this.o.queueDepth}, see more at http://aka.ms/iothub403004`,
-        { amqpCondition: AMQP_CONDITIONS.resourceLimitExceeded });
+        { amqpCondition: AMQP_CONDITIONS.resourceLimitExceeded },
+      );
     }
     const entry: QueuedMessage = {
       // The lock token is made when the entry is delivered (pump).
-      seq: q.nextSeq++, lockToken: '', message, enqueuedTime: now, deliveryCount: 0,
+      seq: q.nextSeq++,
+      lockToken: '',
+      message,
+      enqueuedTime: now,
+      deliveryCount: 0,
       expiry: message.expiryTimeUtc ?? now + this.o.defaultTtlMs,
     };
     q.entries.set(entry.seq, entry);
@@ -145,7 +172,9 @@ export class C2DQueues {
     const q = this.queues.get(deviceId);
     const e = q?.locked.get(lockToken);
     if (!q || !e) {
-      throw new IotHubError('LOCK_LOST', 'the message lock was lost or the message was settled already', { amqpCondition: AMQP_CONDITIONS.lockLost });
+      throw new IotHubError('LOCK_LOST', 'the message lock was lost or the message was settled already', {
+        amqpCondition: AMQP_CONDITIONS.lockLost,
+      });
     }
     return { q, e };
   }
@@ -218,11 +247,16 @@ export class C2DQueues {
 
   private feedbackFor(deviceId: string, e: QueuedMessage, status: FeedbackStatus): void {
     const ack = e.message.ack ?? 'none';
-    const wanted = ack === 'full' || (ack === 'positive' && status === 'Success') || (ack === 'negative' && status !== 'Success');
+    const wanted =
+      ack === 'full' || (ack === 'positive' && status === 'Success') || (ack === 'negative' && status !== 'Success');
     if (!wanted) return;
     this.feedback.add({
-      originalMessageId: e.message.messageId ?? '', deviceId, statusCode: status, description: status,
-      enqueuedTimeUtc: new Date().toISOString(), deviceGenerationId: this.generationOf(deviceId) ?? '',
+      originalMessageId: e.message.messageId ?? '',
+      deviceId,
+      statusCode: status,
+      description: status,
+      enqueuedTimeUtc: new Date().toISOString(),
+      deviceGenerationId: this.generationOf(deviceId) ?? '',
     });
   }
 
@@ -256,7 +290,11 @@ export class C2DQueues {
 
   load(data: StoredQueues | undefined): void {
     for (const [id, q] of Object.entries(data?.queues ?? {})) {
-      const entries = q.entries.map((e): QueuedMessage => ({ ...e, lockToken: '', message: { ...e.message, body: Buffer.from(e.message.body, 'base64') } }));
+      const entries = q.entries.map((e): QueuedMessage => ({
+        ...e,
+        lockToken: '',
+        message: { ...e.message, body: Buffer.from(e.message.body, 'base64') },
+      }));
       this.queues.set(id, { nextSeq: q.nextSeq, entries: new Map(entries.map((e) => [e.seq, e])), locked: new Map() });
     }
   }

@@ -6,36 +6,59 @@
 import * as path from 'node:path';
 import { start, LocalHubOptions } from './index';
 
-const USAGE = 'usage: iothub-local-hub [--host NAME] [--mqtt-port N] [--amqps-port N] [--amqp-port N] [--https-port N] [--data-dir DIR] [--device ID]... [--auto-register] [--json]';
+const USAGE =
+  'usage: iothub-local-hub [--host NAME] [--mqtt-port N] [--amqps-port N] [--amqp-port N] [--https-port N] [--data-dir DIR] [--device ID]... [--auto-register] [--json]';
 
 function parseArgs(argv: string[]): { options: LocalHubOptions; json: boolean } {
   const options: LocalHubOptions = { ports: {}, devices: [], dataDir: path.resolve('.iothub-local-hub') };
   let json = false;
   const port = (v: string | undefined, flag: string): number => {
     const n = Number(v);
-    if (v === undefined || !Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${flag} needs a port number (0 picks a free one)`);
+    if (v === undefined || !Number.isInteger(n) || n < 0 || n > 65535)
+      throw new Error(`${flag} needs a port number (0 picks a free one)`);
     return n;
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => argv[++i];
     switch (a) {
-      case '--host': options.host = next(); break;
-      case '--mqtt-port': options.ports!.mqtts = port(next(), a); break;
-      case '--amqps-port': options.ports!.amqps = port(next(), a); break;
-      case '--amqp-port': options.ports!.amqp = port(next(), a); break;
-      case '--https-port': options.ports!.https = port(next(), a); break;
-      case '--data-dir': options.dataDir = path.resolve(next() ?? ''); break;
+      case '--host':
+        options.host = next();
+        break;
+      case '--mqtt-port':
+        options.ports!.mqtts = port(next(), a);
+        break;
+      case '--amqps-port':
+        options.ports!.amqps = port(next(), a);
+        break;
+      case '--amqp-port':
+        options.ports!.amqp = port(next(), a);
+        break;
+      case '--https-port':
+        options.ports!.https = port(next(), a);
+        break;
+      case '--data-dir':
+        options.dataDir = path.resolve(next() ?? '');
+        break;
       case '--device': {
         const id = next();
         if (!id) throw new Error('--device needs a device id');
         options.devices!.push(id);
         break;
       }
-      case '--auto-register': options.autoRegister = true; break;
-      case '--json': json = true; break;
-      case '--help': case '-h': process.stdout.write(`${USAGE}\n`); process.exit(0); break;
-      default: throw new Error(`unknown option ${a}\n${USAGE}`);
+      case '--auto-register':
+        options.autoRegister = true;
+        break;
+      case '--json':
+        json = true;
+        break;
+      case '--help':
+      case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown option ${a}\n${USAGE}`);
     }
   }
   return { options, json };
@@ -50,14 +73,25 @@ async function main(): Promise<void> {
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    hub.stop().then(() => process.exit(0), () => process.exit(1));
+    hub.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   const devices: Record<string, string> = {};
   for (const id of options.devices ?? []) devices[id] = hub.deviceConnectionString(id);
   if (json) {
-    process.stdout.write(JSON.stringify({ hostName: hub.hostName, hubConnectionString: hub.hubConnectionString, devices, caCertPath: hub.caCertPath, ports: hub.ports }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        hostName: hub.hostName,
+        hubConnectionString: hub.hubConnectionString,
+        devices,
+        caCertPath: hub.caCertPath,
+        ports: hub.ports,
+      }) + '\n',
+    );
   } else {
     const lines = [
       `IoT Hub local hub "${hub.hostName}" is running (data in ${hub.dataDir})`,

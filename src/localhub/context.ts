@@ -17,7 +17,10 @@ export interface HubContext {
   isDeviceConnected(deviceId: string): boolean;
 }
 
-export function deviceSessions(): Pick<HubContext, 'claimDevice' | 'isDeviceConnected'> & { count(): number; kickAll(): void } {
+export function deviceSessions(): Pick<HubContext, 'claimDevice' | 'isDeviceConnected'> & {
+  count(): number;
+  kickAll(): void;
+} {
   const live = new Map<string, () => void>();
   return {
     claimDevice(deviceId, kick) {

@@ -48,7 +48,11 @@ export class FeedbackQueue {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     while (this.pending.length > 0) {
-      this.batches.push({ id: randomUUID(), records: this.pending.splice(0, this.o.batchSize), enqueuedTime: Date.now() });
+      this.batches.push({
+        id: randomUUID(),
+        records: this.pending.splice(0, this.o.batchSize),
+        enqueuedTime: Date.now(),
+      });
     }
     this.onChange();
     this.pump();

@@ -15,25 +15,46 @@ import { Device, Permission } from './registry';
 
 function deviceJson(hub: HubContext, d: Device): object {
   return {
-    deviceId: d.deviceId, moduleId: null, generationId: d.generationId, etag: d.etag, status: d.status, statusReason: null,
+    deviceId: d.deviceId,
+    moduleId: null,
+    generationId: d.generationId,
+    etag: d.etag,
+    status: d.status,
+    statusReason: null,
     connectionState: hub.isDeviceConnected(d.deviceId) ? 'Connected' : 'Disconnected',
-    lastActivityTime: '0001-01-01T00:00:00Z', cloudToDeviceMessageCount: hub.queues.length(d.deviceId),
+    lastActivityTime: '0001-01-01T00:00:00Z',
+    cloudToDeviceMessageCount: hub.queues.length(d.deviceId),
     authentication: d.x509Thumbprint
-      ? { type: 'selfSigned', symmetricKey: { primaryKey: null, secondaryKey: null }, x509Thumbprint: { primaryThumbprint: d.x509Thumbprint, secondaryThumbprint: null } }
-      : { type: 'sas', symmetricKey: { primaryKey: d.primaryKey, secondaryKey: d.secondaryKey }, x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null } },
+      ? {
+          type: 'selfSigned',
+          symmetricKey: { primaryKey: null, secondaryKey: null },
+          x509Thumbprint: { primaryThumbprint: d.x509Thumbprint, secondaryThumbprint: null },
+        }
+      : {
+          type: 'sas',
+          symmetricKey: { primaryKey: d.primaryKey, secondaryKey: d.secondaryKey },
+          x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+        },
     capabilities: { iotEdge: false },
   };
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, readonly errorCode: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly errorCode: string,
+    message: string,
+  ) {
     super(message);
   }
 }
 
 function send(res: ServerResponse, status: number, body?: object): void {
   const text = body === undefined ? '' : JSON.stringify(body);
-  const headers: Record<string, string | number> = { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) };
+  const headers: Record<string, string | number> = {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+  };
   const code = (body as { errorCode?: string } | undefined)?.errorCode;
   if (status >= 400 && code) headers['iothub-errorcode'] = code;
   res.writeHead(status, headers);
@@ -62,7 +83,13 @@ function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
   });
 }
 
-export function createHttpsEndpoint(hub: HubContext, amqp: AmqpEndpoint, mqtt: MqttEndpoint, key: string, cert: string) {
+export function createHttpsEndpoint(
+  hub: HubContext,
+  amqp: AmqpEndpoint,
+  mqtt: MqttEndpoint,
+  key: string,
+  cert: string,
+) {
   const authorize = (req: IncomingMessage, need: Permission) => {
     const auth = req.headers.authorization;
     if (!auth) throw new HttpError(401, 'IotHubUnauthorizedAccess', 'Authorization header missing');
@@ -94,20 +121,29 @@ export function createHttpsEndpoint(hub: HubContext, amqp: AmqpEndpoint, mqtt: M
       case 'PUT': {
         authorize(req, 'registryWrite');
         const body = await readBody(req);
-        const auth = (body.authentication ?? {}) as { symmetricKey?: { primaryKey?: string; secondaryKey?: string }; x509Thumbprint?: { primaryThumbprint?: string } };
+        const auth = (body.authentication ?? {}) as {
+          symmetricKey?: { primaryKey?: string; secondaryKey?: string };
+          x509Thumbprint?: { primaryThumbprint?: string };
+        };
         const status = body.status === 'disabled' ? 'disabled' : 'enabled';
         if (existing) {
           const ifMatch = req.headers['if-match'];
-          if (!ifMatch) throw new HttpError(409, 'DeviceAlreadyExists', `A device with ID '${deviceId}' is already registered.`);
-          if (ifMatch !== '*' && ifMatch.replace(/"/g, '') !== existing.etag) throw new HttpError(412, 'InvalidEtag', 'the etag does not match');
+          if (!ifMatch)
+            throw new HttpError(409, 'DeviceAlreadyExists', `A device with ID '${deviceId}' is already registered.`);
+          if (ifMatch !== '*' && ifMatch.replace(/"/g, '') !== existing.etag)
+            throw new HttpError(412, 'InvalidEtag', 'the etag does not match');
           const d = hub.registry.update(deviceId, {
-            status, primaryKey: auth.symmetricKey?.primaryKey || undefined, secondaryKey: auth.symmetricKey?.secondaryKey || undefined,
+            status,
+            primaryKey: auth.symmetricKey?.primaryKey || undefined,
+            secondaryKey: auth.symmetricKey?.secondaryKey || undefined,
           });
           return send(res, 200, deviceJson(hub, d));
         }
         const d = hub.registry.create(deviceId, {
-          status, x509Thumbprint: auth.x509Thumbprint?.primaryThumbprint || undefined,
-          primaryKey: auth.symmetricKey?.primaryKey || undefined, secondaryKey: auth.symmetricKey?.secondaryKey || undefined,
+          status,
+          x509Thumbprint: auth.x509Thumbprint?.primaryThumbprint || undefined,
+          primaryKey: auth.symmetricKey?.primaryKey || undefined,
+          secondaryKey: auth.symmetricKey?.secondaryKey || undefined,
         });
         return send(res, 200, deviceJson(hub, d));
       }
@@ -125,9 +161,12 @@ export function createHttpsEndpoint(hub: HubContext, amqp: AmqpEndpoint, mqtt: M
 
   const server = https.createServer({ key, cert }, (req, res) => {
     route(req, res).catch((err: unknown) => {
-      const e = err instanceof HttpError ? err
-        : err instanceof IotHubError ? new HttpError(400, 'ArgumentInvalid', err.message)
-          : new HttpError(500, 'ServerError', 'internal error');
+      const e =
+        err instanceof HttpError
+          ? err
+          : err instanceof IotHubError
+            ? new HttpError(400, 'ArgumentInvalid', err.message)
+            : new HttpError(500, 'ServerError', 'internal error');
       send(res, e.status, {
         Message: `ErrorCode:${e.errorCode};${e.message}`,
         ExceptionMessage: `Tracking ID:${randomUUID().replace(/-/g, '')}-G:0-TimeStamp:${new Date().toISOString()}`,

@@ -46,7 +46,10 @@ export interface LocalHub {
   dataDir: string;
   ports: { mqtts: number; amqps: number; amqp: number; https: number };
   deviceConnectionString(id: string): string;
-  registerDevice(id: string, opts?: { status?: 'enabled' | 'disabled'; x509Thumbprint?: string }): Promise<{ primaryKey: string }>;
+  registerDevice(
+    id: string,
+    opts?: { status?: 'enabled' | 'disabled'; x509Thumbprint?: string },
+  ): Promise<{ primaryKey: string }>;
   policyConnectionString(name: 'iothubowner' | 'service' | 'device' | 'registryReadWrite'): string;
   queueLength(deviceId: string): number;
   inspectQueue(deviceId: string): { length: number; locked: number; attached: boolean; link?: string };
@@ -71,16 +74,30 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
   let store: JsonStore<State> | undefined;
   const saved: State | undefined = new JsonStore<State>(dataDir, () => '{}').load();
   const registry = new Registry(hostName, saved?.registry, options.autoRegister ?? false);
-  const feedback = new FeedbackQueue({ batchMs: options.feedbackBatchMs ?? 1000, batchSize: options.feedbackBatchSize ?? 64, ttlMs: options.feedbackTtlMs ?? 3600_000 });
-  const queues = new C2DQueues({
-    queueDepth: options.queueDepth ?? 50, defaultTtlMs: options.defaultTtlMs ?? 3600_000,
-    lockMs: options.lockMs ?? 60_000, maxDeliveryCount: options.maxDeliveryCount ?? 10,
-  }, feedback, (id) => registry.devices.get(id)?.generationId);
+  const feedback = new FeedbackQueue({
+    batchMs: options.feedbackBatchMs ?? 1000,
+    batchSize: options.feedbackBatchSize ?? 64,
+    ttlMs: options.feedbackTtlMs ?? 3600_000,
+  });
+  const queues = new C2DQueues(
+    {
+      queueDepth: options.queueDepth ?? 50,
+      defaultTtlMs: options.defaultTtlMs ?? 3600_000,
+      lockMs: options.lockMs ?? 60_000,
+      maxDeliveryCount: options.maxDeliveryCount ?? 10,
+    },
+    feedback,
+    (id) => registry.devices.get(id)?.generationId,
+  );
   queues.load(saved?.queues);
   feedback.load(saved?.feedback);
   for (const id of options.devices ?? []) if (!registry.devices.has(id)) registry.create(id);
 
-  store = new JsonStore<State>(dataDir, () => `{"registry":${JSON.stringify(registry.toJSON())},"queues":${queues.toJSONText()},"feedback":${feedback.toJSONText()}}`);
+  store = new JsonStore<State>(
+    dataDir,
+    () =>
+      `{"registry":${JSON.stringify(registry.toJSON())},"queues":${queues.toJSONText()},"feedback":${feedback.toJSONText()}}`,
+  );
   const persist = () => store?.schedule();
   registry.onChange = persist;
   queues.onChange = persist;
@@ -89,18 +106,27 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
 
   const sessions = deviceSessions();
   const hub: HubContext = {
-    hostName, hubName: hostName.split('.')[0], registry, queues, feedback, log,
-    claimDevice: sessions.claimDevice, isDeviceConnected: sessions.isDeviceConnected,
+    hostName,
+    hubName: hostName.split('.')[0],
+    registry,
+    queues,
+    feedback,
+    log,
+    claimDevice: sessions.claimDevice,
+    isDeviceConnected: sessions.isDeviceConnected,
   };
 
   const amqp = createAmqpEndpoint(hub);
   const mqtt = await createMqttEndpoint(hub, { inflight: options.mqttInflight });
   const httpsEndpoint = createHttpsEndpoint(hub, amqp, mqtt, material.keyPem, material.certPem);
   const p = options.ports ?? {};
-  const sweep = setInterval(() => {
-    queues.sweep();
-    feedback.pump();
-  }, Math.max(50, Math.min(1000, Math.floor((options.lockMs ?? 60_000) / 4))));
+  const sweep = setInterval(
+    () => {
+      queues.sweep();
+      feedback.pump();
+    },
+    Math.max(50, Math.min(1000, Math.floor((options.lockMs ?? 60_000) / 4))),
+  );
   sweep.unref();
 
   let ports: LocalHub['ports'];
@@ -116,7 +142,11 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     await Promise.allSettled([amqp.close(), mqtt.close(), httpsEndpoint.close()]);
     feedback.close();
     const e = err as NodeJS.ErrnoException;
-    throw new Error(e.code === 'EADDRINUSE' ? `the local hub cannot listen: port ${(e as { port?: number }).port ?? ''} is in use; choose other ports` : `the local hub cannot start: ${e.message}`);
+    throw new Error(
+      e.code === 'EADDRINUSE'
+        ? `the local hub cannot listen: port ${(e as { port?: number }).port ?? ''} is in use; choose other ports`
+        : `the local hub cannot start: ${e.message}`,
+    );
   }
 
   // Strings for official SDK apps: a non-standard port rides in HostName (the SDKs then use it for sr too).
@@ -124,7 +154,11 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
   const policyString = (name: string) => {
     const pol = registry.policies.get(name);
     if (!pol) throw new Error(`no policy ${name}`);
-    return formatConnectionString({ hostName: hostFor(ports.amqps, 5671), sharedAccessKeyName: pol.name, sharedAccessKey: pol.primaryKey });
+    return formatConnectionString({
+      hostName: hostFor(ports.amqps, 5671),
+      sharedAccessKeyName: pol.name,
+      sharedAccessKey: pol.primaryKey,
+    });
   };
 
   let stopped = false;
@@ -138,8 +172,13 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     deviceConnectionString(id) {
       const d = registry.devices.get(id);
       if (!d) throw new Error(`device ${id} is not registered`);
-      if (!d.primaryKey) return formatConnectionString({ hostName: hostFor(ports.mqtts, 8883), deviceId: id, x509: true });
-      return formatConnectionString({ hostName: hostFor(ports.mqtts, 8883), deviceId: id, sharedAccessKey: d.primaryKey });
+      if (!d.primaryKey)
+        return formatConnectionString({ hostName: hostFor(ports.mqtts, 8883), deviceId: id, x509: true });
+      return formatConnectionString({
+        hostName: hostFor(ports.mqtts, 8883),
+        deviceId: id,
+        sharedAccessKey: d.primaryKey,
+      });
     },
     async registerDevice(id, opts) {
       const d = registry.devices.get(id) ?? registry.create(id, opts);

@@ -57,7 +57,6 @@ function connackError(text: string, returnCode: number): Error {
   return Object.assign(new Error(text), { returnCode });
 }
 
-
 function decodedOrSelf(text: string): string {
   try {
     return decodeURIComponent(text);
@@ -78,14 +77,23 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
   const tokenExpiry = new WeakMap<AedesClient, number>();
 
   const broker = await Aedes.createBroker({
-    authenticate: (client: unknown, username: string | undefined, password: Buffer | undefined, done: (e: Error | null, ok: boolean | null) => void) => {
+    authenticate: (
+      client: unknown,
+      username: string | undefined,
+      password: Buffer | undefined,
+      done: (e: Error | null, ok: boolean | null) => void,
+    ) => {
       const c = client as AedesClient;
       try {
         const m = /^[^/]+\/([^/]+)\/(?:api-version=|\?|$)/.exec(username ?? '');
         // The SDKs write the device id raw, and an id may hold %: decoding first turned "a%41b" into "aAb" and refused it.
         // A client that percent-encodes its id is still understood.
         const userDevice = m && (m[1] === c.id || decodedOrSelf(m[1]) === c.id) ? c.id : undefined;
-        if (!userDevice) throw connackError('the user name must be {hub}/{deviceId}/?api-version=... with the client id as device id', 5);
+        if (!userDevice)
+          throw connackError(
+            'the user name must be {hub}/{deviceId}/?api-version=... with the client id as device id',
+            5,
+          );
         if (password && password.length > 0) {
           tokenExpiry.set(c, hub.registry.authenticateDevice(password.toString('utf8'), c.id).expiresAt);
         } else {
@@ -99,7 +107,11 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
         done(connackError((err as Error).message, 5), null);
       }
     },
-    authorizeSubscribe: (client: unknown, sub: { topic: string; qos: number }, done: (e: Error | null, s?: unknown) => void) => {
+    authorizeSubscribe: (
+      client: unknown,
+      sub: { topic: string; qos: number },
+      done: (e: Error | null, s?: unknown) => void,
+    ) => {
       const c = client as AedesClient;
       if (sub.topic !== c2dSubscription(c.id)) {
         done(new Error(`only ${c2dSubscription(c.id)} can be subscribed`));
@@ -120,7 +132,11 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
   } as never);
 
   // PUBACKs reach us through the persistence call aedes makes for each one.
-  const persistence = (broker as unknown as { persistence: { outgoingClearMessageId: (c: AedesClient, p: { messageId: number }) => Promise<unknown> } }).persistence;
+  const persistence = (
+    broker as unknown as {
+      persistence: { outgoingClearMessageId: (c: AedesClient, p: { messageId: number }) => Promise<unknown> };
+    }
+  ).persistence;
   const clear = persistence.outgoingClearMessageId.bind(persistence);
   persistence.outgoingClearMessageId = async (client, packet) => {
     const s = sessions.get(client);
@@ -137,43 +153,55 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
     return clear(client, packet);
   };
 
-  const deliverTo = (s: Session) => (entry: QueuedMessage): boolean => {
-    if (s.inflight.size >= window || s.waitingDrain) return false;
-    s.nextId = (s.nextId % 65535) + 1;
-    s.inflight.set(s.nextId, entry.lockToken);
-    const conn = s.client.conn;
-    // Everything delivered in one turn goes out in one TLS write rather than a record and a syscall each.
-    if (!s.corked) {
-      s.corked = true;
-      conn.cork();
-      process.nextTick(() => {
-        s.corked = false;
-        conn.uncork();
-      });
-    }
-    const ok = conn.write(publishPacket(c2dTopic(s.deviceId, entry.message), s.nextId, entry.message.body));
-    if (!ok) {
-      s.waitingDrain = true;
-      s.client.conn.once('drain', () => {
-        s.waitingDrain = false;
-        hub.queues.pump(s.deviceId);
-      });
-    }
-    return true;
-  };
+  const deliverTo =
+    (s: Session) =>
+    (entry: QueuedMessage): boolean => {
+      if (s.inflight.size >= window || s.waitingDrain) return false;
+      s.nextId = (s.nextId % 65535) + 1;
+      s.inflight.set(s.nextId, entry.lockToken);
+      const conn = s.client.conn;
+      // Everything delivered in one turn goes out in one TLS write rather than a record and a syscall each.
+      if (!s.corked) {
+        s.corked = true;
+        conn.cork();
+        process.nextTick(() => {
+          s.corked = false;
+          conn.uncork();
+        });
+      }
+      const ok = conn.write(publishPacket(c2dTopic(s.deviceId, entry.message), s.nextId, entry.message.body));
+      if (!ok) {
+        s.waitingDrain = true;
+        s.client.conn.once('drain', () => {
+          s.waitingDrain = false;
+          hub.queues.pump(s.deviceId);
+        });
+      }
+      return true;
+    };
 
   broker.on('client', (client: unknown) => {
     const c = client as AedesClient;
     const old = [...sessions.values()].find((s) => s.deviceId === c.id);
     if (old) end(old.client);
     const s: Session = {
-      deviceId: c.id, client: c, nextId: 0, inflight: new Map(), waitingDrain: false, corked: false,
-      release: hub.claimDevice(c.id, () => c.close()), expiresAt: tokenExpiry.get(c) ?? Infinity,
+      deviceId: c.id,
+      client: c,
+      nextId: 0,
+      inflight: new Map(),
+      waitingDrain: false,
+      corked: false,
+      release: hub.claimDevice(c.id, () => c.close()),
+      expiresAt: tokenExpiry.get(c) ?? Infinity,
     };
     sessions.set(c, s);
   });
   const attachQueue = (s: Session) => {
-    if (!s.detach) s.detach = hub.queues.attach(s.deviceId, { deliver: deliverTo(s), describe: () => `mqtt inflight=${s.inflight.size} drain=${s.waitingDrain}` });
+    if (!s.detach)
+      s.detach = hub.queues.attach(s.deviceId, {
+        deliver: deliverTo(s),
+        describe: () => `mqtt inflight=${s.inflight.size} drain=${s.waitingDrain}`,
+      });
   };
   broker.on('subscribe', (subs: { topic: string }[], client: unknown) => {
     const s = sessions.get(client as AedesClient);

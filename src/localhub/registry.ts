@@ -27,7 +27,9 @@ export interface Device {
 }
 
 /** Who a credential is, and until when (the SAS token's `se`, in seconds; Infinity for a certificate). */
-export type Identity = ({ kind: 'device'; deviceId: string; via?: string } | { kind: 'service'; policy: string; permissions: Permission[] }) & { expiresAt: number };
+export type Identity = (
+  { kind: 'device'; deviceId: string; via?: string } | { kind: 'service'; policy: string; permissions: Permission[] }
+) & { expiresAt: number };
 
 export interface RegistryData {
   devices: Device[];
@@ -61,7 +63,11 @@ export class Registry {
   readonly policies = new Map<string, Policy>();
   onChange: () => void = () => undefined;
 
-  constructor(readonly hostName: string, data?: RegistryData, readonly autoRegister = false) {
+  constructor(
+    readonly hostName: string,
+    data?: RegistryData,
+    readonly autoRegister = false,
+  ) {
     for (const p of data?.policies ?? defaultPolicies()) this.policies.set(p.name, p);
     for (const d of data?.devices ?? []) this.devices.set(d.deviceId, d);
   }
@@ -70,11 +76,16 @@ export class Registry {
     return { devices: [...this.devices.values()], policies: [...this.policies.values()] };
   }
 
-  create(deviceId: string, opts: { status?: 'enabled' | 'disabled'; x509Thumbprint?: string; primaryKey?: string; secondaryKey?: string } = {}): Device {
+  create(
+    deviceId: string,
+    opts: { status?: 'enabled' | 'disabled'; x509Thumbprint?: string; primaryKey?: string; secondaryKey?: string } = {},
+  ): Device {
     checkDeviceId(deviceId);
     if (this.devices.has(deviceId)) throw new IotHubError('PRECONDITION_FAILED', `device ${deviceId} already exists`);
     const d: Device = {
-      deviceId, generationId: String(Date.now()) + String(Math.floor(Math.random() * 1000)), etag: randomUUID(),
+      deviceId,
+      generationId: String(Date.now()) + String(Math.floor(Math.random() * 1000)),
+      etag: randomUUID(),
       status: opts.status ?? 'enabled',
     };
     if (opts.x509Thumbprint) d.x509Thumbprint = opts.x509Thumbprint.replace(/:/g, '').toUpperCase();
@@ -90,7 +101,9 @@ export class Registry {
   update(deviceId: string, patch: Partial<Pick<Device, 'status' | 'primaryKey' | 'secondaryKey'>>): Device {
     const d = this.devices.get(deviceId);
     if (!d) throw new IotHubError('DEVICE_NOT_FOUND', `device ${deviceId} not found`);
-    Object.assign(d, Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)), { etag: randomUUID() });
+    Object.assign(d, Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)), {
+      etag: randomUUID(),
+    });
     this.onChange();
     return d;
   }
@@ -111,7 +124,8 @@ export class Registry {
 
   private checkHost(resource: string): { host: string; rest: string } {
     const r = splitResource(resource);
-    if (r.host !== splitResource(this.hostName).host) throw unauthorized(`the token is for another hub (${r.host || 'none'})`);
+    if (r.host !== splitResource(this.hostName).host)
+      throw unauthorized(`the token is for another hub (${r.host || 'none'})`);
     return r;
   }
 
@@ -119,7 +133,9 @@ export class Registry {
     const p = t.skn ? this.policies.get(t.skn) : undefined;
     if (!p) throw unauthorized(`unknown shared access policy "${t.skn}"`);
     if (!verifySasToken(t, p.primaryKey) && !verifySasToken(t, p.secondaryKey)) {
-      throw unauthorized(t.se < Date.now() / 1000 ? 'the token has expired' : 'the token signature does not match the policy key');
+      throw unauthorized(
+        t.se < Date.now() / 1000 ? 'the token has expired' : 'the token signature does not match the policy key',
+      );
     }
     if (!p.permissions.includes(need)) throw unauthorized(`policy "${p.name}" lacks the ${need} permission`);
     return p;
@@ -130,7 +146,8 @@ export class Registry {
     const t = this.parse(token);
     const { host, rest } = this.checkHost(t.resource);
     const wanted = `${host}/devices/${deviceId}`;
-    if (!scopeCovers(`${host}${rest}`, wanted)) throw unauthorized(`the token's scope does not cover device ${deviceId}`);
+    if (!scopeCovers(`${host}${rest}`, wanted))
+      throw unauthorized(`the token's scope does not cover device ${deviceId}`);
     if (t.skn) {
       const p = this.policyFor(t, 'deviceConnect');
       let d = this.devices.get(deviceId);
@@ -142,7 +159,9 @@ export class Registry {
     const d = this.devices.get(deviceId);
     if (!d) throw unauthorized(`device ${deviceId} is not registered`);
     if (!d.primaryKey || (!verifySasToken(t, d.primaryKey) && !verifySasToken(t, d.secondaryKey ?? ''))) {
-      throw unauthorized(t.se < Date.now() / 1000 ? 'the token has expired' : 'the token signature does not match the device key');
+      throw unauthorized(
+        t.se < Date.now() / 1000 ? 'the token has expired' : 'the token signature does not match the device key',
+      );
     }
     if (d.status !== 'enabled') throw unauthorized(`device ${deviceId} is disabled`);
     return { kind: 'device', deviceId, expiresAt: t.se };
@@ -173,7 +192,8 @@ export class Registry {
   authenticateThumbprint(deviceId: string, thumbprint: string): Identity {
     const d = this.devices.get(deviceId);
     if (!d || !d.x509Thumbprint) throw unauthorized(`device ${deviceId} has no X.509 thumbprint registered`);
-    if (d.x509Thumbprint !== thumbprint.replace(/:/g, '').toUpperCase()) throw unauthorized('the client certificate does not match the registered thumbprint');
+    if (d.x509Thumbprint !== thumbprint.replace(/:/g, '').toUpperCase())
+      throw unauthorized('the client certificate does not match the registered thumbprint');
     if (d.status !== 'enabled') throw unauthorized(`device ${deviceId} is disabled`);
     return { kind: 'device', deviceId, expiresAt: Infinity };
   }

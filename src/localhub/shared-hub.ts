@@ -28,7 +28,12 @@ export function acquireLocalHub(settings: LocalHubSettings, userDir: string | un
     const old = running;
     running = undefined;
     if (old.stopTimer) clearTimeout(old.stopTimer);
-    const next = old.hub.then((h) => h.stop(), () => undefined).then(() => acquireLocalHub(settings, userDir));
+    const next = old.hub
+      .then(
+        (h) => h.stop(),
+        () => undefined,
+      )
+      .then(() => acquireLocalHub(settings, userDir));
     return next;
   }
   if (!running) {

@@ -12,7 +12,11 @@ export class JsonStore<T> {
   private lastSnapshotMs = 0;
 
   /** snapshot returns the state as JSON text (the queues build theirs incrementally). */
-  constructor(dir: string, private readonly snapshot: () => string, private readonly delayMs = 100) {
+  constructor(
+    dir: string,
+    private readonly snapshot: () => string,
+    private readonly delayMs = 100,
+  ) {
     this.file = path.join(dir, 'hub-state.json');
   }
 
@@ -27,7 +31,9 @@ export class JsonStore<T> {
       return JSON.parse(fs.readFileSync(this.file, 'utf8')) as T;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new Error(`the local hub's state file ${this.file} cannot be read (${(err as Error).message}): move it away to start empty`);
+      throw new Error(
+        `the local hub's state file ${this.file} cannot be read (${(err as Error).message}): move it away to start empty`,
+      );
     }
   }
 
@@ -37,7 +43,8 @@ export class JsonStore<T> {
       return;
     }
     // A big state waits longer between saves, so building snapshots stays under ~5% of the hub's time (at most 2 s).
-    if (!this.timer) this.timer = setTimeout(() => this.save(), Math.min(2000, Math.max(this.delayMs, 20 * this.lastSnapshotMs)));
+    if (!this.timer)
+      this.timer = setTimeout(() => this.save(), Math.min(2000, Math.max(this.delayMs, 20 * this.lastSnapshotMs)));
   }
 
   private tmpName(gen: number): string {

@@ -2,7 +2,16 @@
  * TLS material for the local hub, made with node:crypto alone: a CA and a server certificate
  * (EC P-256, X.509 v3 written in DER by hand) kept in the data directory and reused.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, randomBytes, sign, X509Certificate } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  KeyObject,
+  randomBytes,
+  sign,
+  X509Certificate,
+} from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -45,15 +54,24 @@ function time(d: Date): Buffer {
   return der(0x17, Buffer.from(s, 'ascii'));
 }
 const name = (cn: string) => seq(set(seq(oid('2.5.4.3'), utf8(cn))));
-const ext = (id: string, critical: boolean, value: Buffer) => seq(oid(id), ...(critical ? [bool(true)] : []), octets(value));
+const ext = (id: string, critical: boolean, value: Buffer) =>
+  seq(oid(id), ...(critical ? [bool(true)] : []), octets(value));
 const ECDSA_SHA256 = seq(oid('1.2.840.10045.4.3.2'));
 
 function keyId(pub: KeyObject): Buffer {
-  return createHash('sha1').update(pub.export({ type: 'spki', format: 'der' })).digest();
+  return createHash('sha1')
+    .update(pub.export({ type: 'spki', format: 'der' }))
+    .digest();
 }
 
 function certificate(o: {
-  subject: string; issuer: string; pub: KeyObject; signer: KeyObject; issuerKeyId: Buffer; days: number; extensions: Buffer[];
+  subject: string;
+  issuer: string;
+  pub: KeyObject;
+  signer: KeyObject;
+  issuerKeyId: Buffer;
+  days: number;
+  extensions: Buffer[];
 }): string {
   const serial = randomBytes(16);
   // Positive and without a leading zero byte: DER rejects non-minimal INTEGERs ("illegal padding").
@@ -67,11 +85,14 @@ function certificate(o: {
     seq(time(new Date(now - 3600_000)), time(new Date(now + o.days * 86400_000))),
     name(o.subject),
     o.pub.export({ type: 'spki', format: 'der' }),
-    der(0xa3, seq(
-      ...o.extensions,
-      ext('2.5.29.14', false, octets(keyId(o.pub))),
-      ext('2.5.29.35', false, seq(der(0x80, o.issuerKeyId))),
-    )),
+    der(
+      0xa3,
+      seq(
+        ...o.extensions,
+        ext('2.5.29.14', false, octets(keyId(o.pub))),
+        ext('2.5.29.35', false, seq(der(0x80, o.issuerKeyId))),
+      ),
+    ),
   );
   const signature = sign('sha256', tbs, o.signer);
   const cert = seq(tbs, ECDSA_SHA256, bits(signature));
@@ -79,10 +100,12 @@ function certificate(o: {
 }
 
 function subjectAltName(names: string[]): Buffer {
-  return seq(...names.map((n) => {
-    if (net.isIPv4(n)) return der(0x87, Buffer.from(n.split('.').map(Number)));
-    return der(0x82, Buffer.from(n, 'ascii'));
-  }));
+  return seq(
+    ...names.map((n) => {
+      if (net.isIPv4(n)) return der(0x87, Buffer.from(n.split('.').map(Number)));
+      return der(0x82, Buffer.from(n, 'ascii'));
+    }),
+  );
 }
 
 function newKey(): { pub: KeyObject; key: KeyObject } {
@@ -111,7 +134,12 @@ function stillGood(certPem: string, caPem: string, hostNames: string[]): boolean
 export function ensureTlsMaterial(dataDir: string, hostNames: string[]): TlsMaterial {
   fs.mkdirSync(dataDir, { recursive: true });
   const names = [...new Set(['localhost', '127.0.0.1', ...hostNames.filter(Boolean)])];
-  const files = { ca: path.join(dataDir, 'ca.pem'), caKey: path.join(dataDir, 'ca.key'), cert: path.join(dataDir, 'server.pem'), key: path.join(dataDir, 'server.key') };
+  const files = {
+    ca: path.join(dataDir, 'ca.pem'),
+    caKey: path.join(dataDir, 'ca.key'),
+    cert: path.join(dataDir, 'server.pem'),
+    key: path.join(dataDir, 'server.key'),
+  };
   let caPem = fs.existsSync(files.ca) ? fs.readFileSync(files.ca, 'utf8') : '';
   let caKey: KeyObject | undefined;
   try {
@@ -124,7 +152,12 @@ export function ensureTlsMaterial(dataDir: string, hostNames: string[]): TlsMate
     const ca = newKey();
     caKey = ca.key;
     caPem = certificate({
-      subject: 'IoT Hub local CA', issuer: 'IoT Hub local CA', pub: ca.pub, signer: ca.key, issuerKeyId: keyId(ca.pub), days: 3650,
+      subject: 'IoT Hub local CA',
+      issuer: 'IoT Hub local CA',
+      pub: ca.pub,
+      signer: ca.key,
+      issuerKeyId: keyId(ca.pub),
+      days: 3650,
       extensions: [ext('2.5.29.19', true, seq(bool(true))), ext('2.5.29.15', true, bits(Buffer.from([0x86]), 1))],
     });
     writeSecret(files.caKey, ca.key.export({ type: 'pkcs8', format: 'pem' }) as string);
@@ -136,7 +169,12 @@ export function ensureTlsMaterial(dataDir: string, hostNames: string[]): TlsMate
   }
   const server = newKey();
   const newCert = certificate({
-    subject: names[0], issuer: 'IoT Hub local CA', pub: server.pub, signer: caKey, issuerKeyId: keyId(createPublicKey(caKey)), days: 820,
+    subject: names[0],
+    issuer: 'IoT Hub local CA',
+    pub: server.pub,
+    signer: caKey,
+    issuerKeyId: keyId(createPublicKey(caKey)),
+    days: 820,
     extensions: [
       ext('2.5.29.19', true, seq()),
       ext('2.5.29.15', true, bits(Buffer.from([0xa0]), 5)),

@@ -14,9 +14,14 @@ const { toAmqpMessage, encodeC2DMessage } = require('../../nodes/core/amqp-codec
 const KEY = crypto.randomBytes(32).toString('base64');
 const SE = 4102444800;
 
-test('SAS: our tokens equal the SDK signer\'s, and each side verifies the other', () => {
-  for (const [resource, keyName] of [['hub.azure-devices.net/devices/d1', undefined], ['hub.azure-devices.net/devices/dev (1) é!*', undefined],
-    ['hub.azure-devices.net', 'service'], ['hub.azure-devices.net/devices/sim-7', 'iothubowner'], ['localhost:8883/devices/x', 'device']]) {
+test("SAS: our tokens equal the SDK signer's, and each side verifies the other", () => {
+  for (const [resource, keyName] of [
+    ['hub.azure-devices.net/devices/d1', undefined],
+    ['hub.azure-devices.net/devices/dev (1) é!*', undefined],
+    ['hub.azure-devices.net', 'service'],
+    ['hub.azure-devices.net/devices/sim-7', 'iothubowner'],
+    ['localhost:8883/devices/x', 'device'],
+  ]) {
     const sdk = SharedAccessSignature.create(encodeUriComponentStrict(resource), keyName, KEY, SE).toString();
     const ours = createSasToken({ resourceUri: resource, key: KEY, keyName, expiresAt: SE });
     assert.equal(ours, sdk, resource);
@@ -34,7 +39,12 @@ test('SAS: our tokens equal the SDK signer\'s, and each side verifies the other'
 test('MQTT: topics we write decode in azure-iot-device-mqtt to the same ids, content type and properties', () => {
   const cases = [
     { messageId: 'm1', correlationId: 'c1', contentType: 'application/json', properties: { a: '1' } },
-    { messageId: '6f1c3e2a-8b4d-4c5e-9f60-123456789abc', correlationId: 'c & = % + # / $', contentType: 'text/plain; charset=UTF-8', properties: { 'k & =': 'v % + # / $ é 漢字 🙂', 'with space': 'a b' } },
+    {
+      messageId: '6f1c3e2a-8b4d-4c5e-9f60-123456789abc',
+      correlationId: 'c & = % + # / $',
+      contentType: 'text/plain; charset=UTF-8',
+      properties: { 'k & =': 'v % + # / $ é 漢字 🙂', 'with space': 'a b' },
+    },
     { messageId: 'x', properties: { empty: '' } },
   ];
   for (const c of cases) {
@@ -42,17 +52,30 @@ test('MQTT: topics we write decode in azure-iot-device-mqtt to the same ids, con
     const topic = c2dTopic('dev-1', m);
     let emitted;
     // The SDK's own C2D parser, run on our topic (it is a method of the transport; it needs only emit()).
-    Mqtt.prototype._onC2DMessage.call({ emit: (_e, msg) => { emitted = msg; }, _extractPropertiesFromTopicPart: Mqtt.prototype._extractPropertiesFromTopicPart }, topic, m.body);
+    Mqtt.prototype._onC2DMessage.call(
+      {
+        emit: (_e, msg) => {
+          emitted = msg;
+        },
+        _extractPropertiesFromTopicPart: Mqtt.prototype._extractPropertiesFromTopicPart,
+      },
+      topic,
+      m.body,
+    );
     assert.equal(emitted.messageId, c.messageId);
     // The SDK's Message starts with empty strings where nothing was sent.
     assert.equal(emitted.correlationId || undefined, c.correlationId);
     assert.equal(emitted.contentType || undefined, c.contentType);
     const props = Object.fromEntries(emitted.properties.propertyList.map((p) => [p.key, p.value]));
-    assert.deepEqual(props, { ...c.properties, 'iothub-ack': 'full' }, 'the Node SDK keeps iothub-ack as an application property');
+    assert.deepEqual(
+      props,
+      { ...c.properties, 'iothub-ack': 'full' },
+      'the Node SDK keeps iothub-ack as an application property',
+    );
   }
 });
 
-test('AMQP: our encoding of a C2D message matches azure-iothub\'s, field by field and byte by byte', () => {
+test("AMQP: our encoding of a C2D message matches azure-iothub's, field by field and byte by byte", () => {
   for (const id of ['6f1c3e2a-8b4d-4c5e-9f60-123456789abc', 'order-17']) {
     const sdkMsg = new Message(Buffer.from('{"a":1}'));
     sdkMsg.messageId = id;
@@ -65,10 +88,17 @@ test('AMQP: our encoding of a C2D message matches azure-iothub\'s, field by fiel
     const sdk = AmqpMessage.fromMessage(sdkMsg);
     sdk.to = '/devices/' + encodeURIComponent('dev 1') + '/messages/devicebound';
     const ours = toAmqpMessage('dev 1', {
-      body: Buffer.from('{"a":1}'), messageId: id, correlationId: id, contentType: 'application/json', contentEncoding: 'utf-8',
-      expiryTimeUtc: 1900000000000, ack: 'full', properties: { 'p one': 'v & é' },
+      body: Buffer.from('{"a":1}'),
+      messageId: id,
+      correlationId: id,
+      contentType: 'application/json',
+      contentEncoding: 'utf-8',
+      expiryTimeUtc: 1900000000000,
+      ack: 'full',
+      properties: { 'p one': 'v & é' },
     });
-    for (const f of ['to', 'content_type', 'content_encoding', 'absolute_expiry_time', 'application_properties']) assert.deepEqual(ours[f], sdk[f], f);
+    for (const f of ['to', 'content_type', 'content_encoding', 'absolute_expiry_time', 'application_properties'])
+      assert.deepEqual(ours[f], sdk[f], f);
     assert.deepEqual(ours.message_id, sdk.message_id, 'message_id (uuid for UUID-shaped ids)');
     assert.deepEqual(ours.correlation_id, sdk.correlation_id);
     assert.equal(Buffer.isBuffer(ours.message_id), id.includes('-4c5e-'), 'UUID ids travel as AMQP uuid');
@@ -84,7 +114,18 @@ test('AMQP: the direct encoder writes exactly the bytes rhea writes, over 3,000 
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return seed % n;
   };
-  const texts = ['', 'a', 'é', '漢字🙂', 'x'.repeat(254), 'y'.repeat(255), 'z'.repeat(256), 'ü'.repeat(128), 'k & = % + # / $', 'x'.repeat(70000)];
+  const texts = [
+    '',
+    'a',
+    'é',
+    '漢字🙂',
+    'x'.repeat(254),
+    'y'.repeat(255),
+    'z'.repeat(256),
+    'ü'.repeat(128),
+    'k & = % + # / $',
+    'x'.repeat(70000),
+  ];
   const text = () => (rnd(4) === 0 ? texts[rnd(texts.length)] : crypto.randomBytes(rnd(40)).toString('base64'));
   const maybe = (f) => (rnd(3) === 0 ? undefined : f());
   const messages = [];
@@ -106,7 +147,10 @@ test('AMQP: the direct encoder writes exactly the bytes rhea writes, over 3,000 
     for (const k of Object.keys(m)) if (m[k] === undefined) delete m[k];
     messages.push(m);
   }
-  messages.push({ body: Buffer.alloc(0), properties: { __proto__: 'p' } }, { body: Buffer.from('x'), properties: { n: 1 } });
+  messages.push(
+    { body: Buffer.alloc(0), properties: { __proto__: 'p' } },
+    { body: Buffer.from('x'), properties: { n: 1 } },
+  );
   let direct = 0;
   for (const [i, m] of messages.entries()) {
     const device = ['d1', 'dev (1)', 'a+b#c%d'][i % 3];

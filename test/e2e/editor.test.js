@@ -14,15 +14,104 @@ const shots = path.join(root, 'test-output', 'e2e');
 const flow = (dataDir) => [
   { id: 'tab1', type: 'tab', label: 'e2e' },
   {
-    id: 'cfg', type: 'iothub-connection', name: 'local hub', mode: 'local', deviceTransport: 'mqtt', serviceTransport: 'amqp',
-    tokenLifetime: 3600, localHub: { mqttsPort: 0, amqpsPort: 0, httpsPort: 0, dataDir },
+    id: 'cfg',
+    type: 'iothub-connection',
+    name: 'local hub',
+    mode: 'local',
+    deviceTransport: 'mqtt',
+    serviceTransport: 'amqp',
+    tokenLifetime: 3600,
+    localHub: { mqttsPort: 0, amqpsPort: 0, httpsPort: 0, dataDir },
   },
-  { id: 'inj', type: 'inject', z: 'tab1', name: 'tick', props: [{ p: 'payload' }], repeat: '1', once: true, onceDelay: '0.5', payload: 'hello from the browser test', payloadType: 'str', x: 120, y: 60, wires: [['send']] },
-  { id: 'send', type: 'iothub-c2d-send', z: 'tab1', name: '', connection: 'cfg', deviceId: 'e2e-device', deviceIdType: 'str', ack: 'full', ttl: '', mappings: [], trackDelivery: false, trackTimeout: 60, outputs: 0, x: 330, y: 60, wires: [] },
-  { id: 'recv', type: 'iothub-device-receive', z: 'tab1', name: '', connection: 'cfg', deviceId: 'e2e-device', output: 'auto', settle: 'auto', inputs: 0, outputs: 1, x: 140, y: 140, wires: [['dbg']] },
-  { id: 'fb', type: 'iothub-c2d-feedback', z: 'tab1', name: '', connection: 'cfg', split: true, x: 140, y: 220, wires: [['dbg2']] },
-  { id: 'dbg', type: 'debug', z: 'tab1', name: 'device got', active: true, tosidebar: true, console: false, tostatus: false, complete: 'properties', targetType: 'msg', x: 360, y: 140, wires: [] },
-  { id: 'dbg2', type: 'debug', z: 'tab1', name: 'feedback', active: true, tosidebar: true, console: false, tostatus: false, complete: 'payload', targetType: 'msg', x: 360, y: 220, wires: [] },
+  {
+    id: 'inj',
+    type: 'inject',
+    z: 'tab1',
+    name: 'tick',
+    props: [{ p: 'payload' }],
+    repeat: '1',
+    once: true,
+    onceDelay: '0.5',
+    payload: 'hello from the browser test',
+    payloadType: 'str',
+    x: 120,
+    y: 60,
+    wires: [['send']],
+  },
+  {
+    id: 'send',
+    type: 'iothub-c2d-send',
+    z: 'tab1',
+    name: '',
+    connection: 'cfg',
+    deviceId: 'e2e-device',
+    deviceIdType: 'str',
+    ack: 'full',
+    ttl: '',
+    mappings: [],
+    trackDelivery: false,
+    trackTimeout: 60,
+    outputs: 0,
+    x: 330,
+    y: 60,
+    wires: [],
+  },
+  {
+    id: 'recv',
+    type: 'iothub-device-receive',
+    z: 'tab1',
+    name: '',
+    connection: 'cfg',
+    deviceId: 'e2e-device',
+    output: 'auto',
+    settle: 'auto',
+    inputs: 0,
+    outputs: 1,
+    x: 140,
+    y: 140,
+    wires: [['dbg']],
+  },
+  {
+    id: 'fb',
+    type: 'iothub-c2d-feedback',
+    z: 'tab1',
+    name: '',
+    connection: 'cfg',
+    split: true,
+    x: 140,
+    y: 220,
+    wires: [['dbg2']],
+  },
+  {
+    id: 'dbg',
+    type: 'debug',
+    z: 'tab1',
+    name: 'device got',
+    active: true,
+    tosidebar: true,
+    console: false,
+    tostatus: false,
+    complete: 'properties',
+    targetType: 'msg',
+    x: 360,
+    y: 140,
+    wires: [],
+  },
+  {
+    id: 'dbg2',
+    type: 'debug',
+    z: 'tab1',
+    name: 'feedback',
+    active: true,
+    tosidebar: true,
+    console: false,
+    tostatus: false,
+    complete: 'payload',
+    targetType: 'msg',
+    x: 360,
+    y: 220,
+    wires: [],
+  },
 ];
 
 test('the editor: palette, dialogs, mapping row, deploy, connected, debug output', { timeout: 120000 }, async (t) => {
@@ -34,10 +123,22 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
   const { chromium } = require('playwright-core');
   fs.mkdirSync(shots, { recursive: true });
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-e2e-'));
-  const red = await startNodeRed({ userDir, flows: flow(path.join(userDir, 'hub')), logLevel: 'warn', credentialSecret: 'e2e-test-secret' });
+  const red = await startNodeRed({
+    userDir,
+    flows: flow(path.join(userDir, 'hub')),
+    logLevel: 'warn',
+    credentialSecret: 'e2e-test-secret',
+  });
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+    ],
   });
   t.after(async () => {
     await browser.close();
@@ -52,9 +153,16 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
   await page.waitForSelector('#red-ui-workspace-chart svg g#recv', { timeout: 30000 });
 
   for (const type of ['iothub-device-receive', 'iothub-c2d-send', 'iothub-c2d-feedback']) {
-    assert.equal(await page.locator(`.red-ui-palette-node[data-palette-type="${type}"]`).count(), 1, `${type} in the palette`);
+    assert.equal(
+      await page.locator(`.red-ui-palette-node[data-palette-type="${type}"]`).count(),
+      1,
+      `${type} in the palette`,
+    );
   }
-  assert.equal(await page.locator('.red-ui-palette-node[data-palette-type="iothub-c2d-send"] .red-ui-palette-label').innerText(), 'c2d send');
+  assert.equal(
+    await page.locator('.red-ui-palette-node[data-palette-type="iothub-c2d-send"] .red-ui-palette-label').innerText(),
+    'c2d send',
+  );
   await page.screenshot({ path: path.join(shots, '01-flow.png') });
 
   async function openDialog(id, fields, shot) {
@@ -63,16 +171,35 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
     for (const f of fields) await page.waitForSelector(f, { state: 'attached' });
     await page.screenshot({ path: path.join(shots, shot) });
   }
-  await openDialog('recv', ['#node-input-connection', '#node-input-deviceId', '#node-input-output', '#node-input-settle'], '02-device-receive.png');
+  await openDialog(
+    'recv',
+    ['#node-input-connection', '#node-input-deviceId', '#node-input-output', '#node-input-settle'],
+    '02-device-receive.png',
+  );
   await page.click('#node-dialog-cancel');
   await openDialog('fb', ['#node-input-connection', '#node-input-split'], '03-feedback.png');
   await page.click('#node-dialog-cancel');
 
   // The config node's dialog, opened from its pencil button in the send dialog.
-  await openDialog('send', ['#node-input-connection', '#node-input-deviceId', '#node-input-ack', '#node-input-ttl', '#node-input-trackDelivery', '#node-input-mappings-container'], '04-c2d-send.png');
+  await openDialog(
+    'send',
+    [
+      '#node-input-connection',
+      '#node-input-deviceId',
+      '#node-input-ack',
+      '#node-input-ttl',
+      '#node-input-trackDelivery',
+      '#node-input-mappings-container',
+    ],
+    '04-c2d-send.png',
+  );
   await page.locator('#node-input-connection').locator('xpath=..').locator('a:has(i.fa-pencil)').click();
   await page.waitForSelector('#node-config-input-mode', { state: 'visible' });
-  for (const f of ['#node-config-input-deviceTransport', '#node-config-input-serviceTransport', '#node-config-input-tokenLifetime']) {
+  for (const f of [
+    '#node-config-input-deviceTransport',
+    '#node-config-input-serviceTransport',
+    '#node-config-input-tokenLifetime',
+  ]) {
     await page.waitForSelector(f, { state: 'attached' });
   }
   assert.equal(await page.inputValue('#node-config-input-mode'), 'local');
@@ -96,17 +223,32 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
   await page.waitForSelector('.red-ui-notification', { timeout: 10000 });
 
   // The device's status turns connected, and its message shows in the debug sidebar with the mapped property.
-  await page.waitForFunction(() => {
-    const el = document.querySelector('#red-ui-workspace-chart svg g#recv .red-ui-flow-node-status-label');
-    return el && el.textContent === 'connected';
-  }, null, { timeout: 30000 });
+  await page.waitForFunction(
+    () => {
+      const el = document.querySelector('#red-ui-workspace-chart svg g#recv .red-ui-flow-node-status-label');
+      return el && el.textContent === 'connected';
+    },
+    null,
+    { timeout: 30000 },
+  );
   await page.click('#red-ui-tab-debug-link-button').catch(() => undefined);
   await page.screenshot({ path: path.join(shots, '07-deployed.png') });
-  await page.waitForFunction(() => [...document.querySelectorAll('.red-ui-debug-msg')]
-    .some((m) => m.textContent.includes('node: device got') && m.textContent.includes('hi hello from the browser test')), null, { timeout: 30000 });
-  await page.waitForFunction(() => [...document.querySelectorAll('.red-ui-debug-msg')]
-    .some((m) => m.textContent.includes('Success')), null, { timeout: 30000 });
+  await page.waitForFunction(
+    () =>
+      [...document.querySelectorAll('.red-ui-debug-msg')].some(
+        (m) => m.textContent.includes('node: device got') && m.textContent.includes('hi hello from the browser test'),
+      ),
+    null,
+    { timeout: 30000 },
+  );
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('.red-ui-debug-msg')].some((m) => m.textContent.includes('Success')),
+    null,
+    { timeout: 30000 },
+  );
   await page.screenshot({ path: path.join(shots, '07-running.png') });
   const saved = JSON.parse(fs.readFileSync(path.join(userDir, 'flows.json'), 'utf8'));
-  assert.deepEqual(saved.find((n) => n.id === 'send').mappings, [{ name: 'greeting', value: 'hi {{payload}}', valueType: 'template' }]);
+  assert.deepEqual(saved.find((n) => n.id === 'send').mappings, [
+    { name: 'greeting', value: 'hi {{payload}}', valueType: 'template' },
+  ]);
 });

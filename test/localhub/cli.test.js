@@ -30,13 +30,30 @@ function runCli(args) {
 
 for (const signal of ['SIGTERM', 'SIGINT']) {
   test(`--json prints one line that official SDKs can use; ${signal} exits 0`, async () => {
-    const { child, firstLine, exited } = runCli(['--json', '--data-dir', hubDataDir(), '--mqtt-port', '0', '--amqps-port', '0', '--amqp-port', '0', '--https-port', '0', '--device', 'cli-dev']);
+    const { child, firstLine, exited } = runCli([
+      '--json',
+      '--data-dir',
+      hubDataDir(),
+      '--mqtt-port',
+      '0',
+      '--amqps-port',
+      '0',
+      '--amqp-port',
+      '0',
+      '--https-port',
+      '0',
+      '--device',
+      'cli-dev',
+    ]);
     const info = JSON.parse(await firstLine);
     assert.deepEqual(Object.keys(info).sort(), ['caCertPath', 'devices', 'hostName', 'hubConnectionString', 'ports']);
     assert.deepEqual(Object.keys(info.ports).sort(), ['amqp', 'amqps', 'https', 'mqtts']);
     assert.ok(Object.values(info.ports).every((p) => Number.isInteger(p) && p > 0));
     assert.equal(info.hostName, 'localhost');
-    assert.match(info.hubConnectionString, /^HostName=localhost:\d+;SharedAccessKeyName=iothubowner;SharedAccessKey=[A-Za-z0-9+/=]+$/);
+    assert.match(
+      info.hubConnectionString,
+      /^HostName=localhost:\d+;SharedAccessKeyName=iothubowner;SharedAccessKey=[A-Za-z0-9+/=]+$/,
+    );
     if (signal === 'SIGTERM') {
       const got = new Promise((resolve) => {
         const dev = DeviceClient.fromConnectionString(info.devices['cli-dev'], Mqtt);
@@ -60,7 +77,9 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
 test('bad flags are refused with the usage', async () => {
   const { child, exited } = runCli(['--mqtt-port', 'abc']);
   let err = '';
-  child.stderr.on('data', (c) => { err += c; });
+  child.stderr.on('data', (c) => {
+    err += c;
+  });
   const end = await exited;
   assert.equal(end.code, 2);
   assert.match(err, /--mqtt-port needs a port number/);

@@ -18,7 +18,12 @@ const UUID = '6f1c3e2a-8b4d-4c5e-9f60-123456789abc';
 const HOSTILE = 'v & = % + # / $ é 漢字';
 
 async function hubWith(options = {}) {
-  return start({ dataDir: hubDataDir(), ports: { mqtts: 0, amqps: 0, amqp: 0, https: 0 }, feedbackBatchMs: 20, ...options });
+  return start({
+    dataDir: hubDataDir(),
+    ports: { mqtts: 0, amqps: 0, amqp: 0, https: 0 },
+    feedbackBatchMs: 20,
+    ...options,
+  });
 }
 
 function deviceString(hub, id, transport) {
@@ -61,14 +66,19 @@ function c2d(i, extra = {}) {
 }
 
 function props(m) {
-  return Object.fromEntries(m.properties.propertyList.filter((p) => p.key !== 'iothub-ack').map((p) => [p.key, p.value]));
+  return Object.fromEntries(
+    m.properties.propertyList.filter((p) => p.key !== 'iothub-ack').map((p) => [p.key, p.value]),
+  );
 }
 
 test('azure-iothub send reaches azure-iot-device over MQTT and AMQP with every property; feedback Success', async () => {
   const hub = await hubWith({ devices: ['mqtt-dev', 'amqp-dev'] });
   const { svc, feedback } = await openService(hub);
   try {
-    for (const [id, transport] of [['mqtt-dev', Mqtt], ['amqp-dev', Amqp]]) {
+    for (const [id, transport] of [
+      ['mqtt-dev', Mqtt],
+      ['amqp-dev', Amqp],
+    ]) {
       const got = [];
       const dev = await openDevice(deviceString(hub, id, transport), transport, hub.caPem, (m, d) => {
         got.push(m);
@@ -99,7 +109,12 @@ test('azure-iothub send reaches azure-iot-device over MQTT and AMQP with every p
 test('MQTT over WebSockets (the SDK always dials port 443)', async (t) => {
   let hub;
   try {
-    hub = await start({ dataDir: hubDataDir(), ports: { mqtts: 0, amqps: 0, amqp: 0, https: 443 }, devices: ['ws-dev'], feedbackBatchMs: 20 });
+    hub = await start({
+      dataDir: hubDataDir(),
+      ports: { mqtts: 0, amqps: 0, amqp: 0, https: 443 },
+      devices: ['ws-dev'],
+      feedbackBatchMs: 20,
+    });
   } catch (err) {
     if (process.env.CI) throw err;
     t.skip(`port 443 is not available here (${err.message}); CI runs this`);
@@ -117,7 +132,10 @@ test('MQTT over WebSockets (the SDK always dials port 443)', async (t) => {
     await waitFor(() => got.length === 1, 'ws device receives');
     assert.equal(got[0].messageId, 'msg-7');
     assert.deepEqual(props(got[0]), { 'prop one': HOSTILE, n: '7' });
-    await waitFor(() => feedback.some((r) => r.originalMessageId === 'msg-7' && r.statusCode === 'Success'), 'feedback');
+    await waitFor(
+      () => feedback.some((r) => r.originalMessageId === 'msg-7' && r.statusCode === 'Success'),
+      'feedback',
+    );
     await dev.close();
   } finally {
     await svc.close();
@@ -129,9 +147,14 @@ test('reject -> Rejected, repeated abandon -> DeliveryCountExceeded, expiry -> E
   const hub = await hubWith({ devices: ['rej', 'aband', 'sleepy', 'purge'], maxDeliveryCount: 3 });
   const { svc, feedback } = await openService(hub);
   try {
-    const rej = await openDevice(deviceString(hub, 'rej', Amqp), Amqp, hub.caPem, (m, d) => d.reject(m, () => undefined));
+    const rej = await openDevice(deviceString(hub, 'rej', Amqp), Amqp, hub.caPem, (m, d) =>
+      d.reject(m, () => undefined),
+    );
     await svc.send('rej', c2d(1));
-    await waitFor(() => feedback.some((r) => r.originalMessageId === 'msg-1' && r.statusCode === 'Rejected'), 'Rejected');
+    await waitFor(
+      () => feedback.some((r) => r.originalMessageId === 'msg-1' && r.statusCode === 'Rejected'),
+      'Rejected',
+    );
     await rej.close();
 
     let deliveries = 0;
@@ -140,50 +163,96 @@ test('reject -> Rejected, repeated abandon -> DeliveryCountExceeded, expiry -> E
       d.abandon(m, () => undefined);
     });
     await svc.send('aband', c2d(2));
-    await waitFor(() => feedback.some((r) => r.originalMessageId === 'msg-2' && r.statusCode === 'DeliveryCountExceeded'), 'DeliveryCountExceeded');
+    await waitFor(
+      () => feedback.some((r) => r.originalMessageId === 'msg-2' && r.statusCode === 'DeliveryCountExceeded'),
+      'DeliveryCountExceeded',
+    );
     assert.equal(deliveries, 3);
     await ab.close();
 
     await svc.send('sleepy', c2d(3, { expiryTimeUtc: Date.now() + 2000 }));
-    await waitFor(() => feedback.some((r) => r.originalMessageId === 'msg-3' && r.statusCode === 'Expired'), 'Expired', 8000);
+    await waitFor(
+      () => feedback.some((r) => r.originalMessageId === 'msg-3' && r.statusCode === 'Expired'),
+      'Expired',
+      8000,
+    );
 
     await svc.send('purge', c2d(4));
     await svc.send('purge', c2d(5));
     const owner = /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1];
-    const auth = createSasToken({ resourceUri: 'localhost', key: owner, keyName: 'iothubowner', expiresAt: Date.now() / 1000 + 600 });
+    const auth = createSasToken({
+      resourceUri: 'localhost',
+      key: owner,
+      keyName: 'iothubowner',
+      expiresAt: Date.now() / 1000 + 600,
+    });
     const body = await new Promise((resolve, reject) => {
-      const req = https.request({ host: '127.0.0.1', port: hub.ports.https, servername: 'localhost', method: 'DELETE', path: '/devices/purge/commands?api-version=2021-04-12', headers: { authorization: auth }, ca: hub.caPem }, (res) => {
-        let text = '';
-        res.on('data', (c) => { text += c; });
-        res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(text) }));
-      });
+      const req = https.request(
+        {
+          host: '127.0.0.1',
+          port: hub.ports.https,
+          servername: 'localhost',
+          method: 'DELETE',
+          path: '/devices/purge/commands?api-version=2021-04-12',
+          headers: { authorization: auth },
+          ca: hub.caPem,
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (c) => {
+            text += c;
+          });
+          res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(text) }));
+        },
+      );
       req.on('error', reject);
       req.end();
     });
     assert.equal(body.status, 200);
     assert.deepEqual(body.json, { totalMessagesPurged: 2, deviceId: 'purge', moduleId: null });
-    await waitFor(() => ['msg-4', 'msg-5'].every((id) => feedback.some((r) => r.originalMessageId === id && r.statusCode === 'Purged')), 'Purged');
+    await waitFor(
+      () =>
+        ['msg-4', 'msg-5'].every((id) => feedback.some((r) => r.originalMessageId === id && r.statusCode === 'Purged')),
+      'Purged',
+    );
   } finally {
     await svc.close();
     await hub.stop();
   }
 });
 
-test('queue full on the 51st, unknown device, wrong keys: the SDKs\' own error types', async () => {
+test("queue full on the 51st, unknown device, wrong keys: the SDKs' own error types", async () => {
   const hub = await hubWith({ devices: ['full'] });
   const { svc } = await openService(hub);
   try {
     for (let i = 0; i < 50; i++) await svc.send('full', new Message(`m${i}`));
-    await assert.rejects(svc.send('full', new Message('m50')), (e) => e.constructor.name === 'DeviceMaximumQueueDepthExceededError');
+    await assert.rejects(
+      svc.send('full', new Message('m50')),
+      (e) => e.constructor.name === 'DeviceMaximumQueueDepthExceededError',
+    );
     await assert.rejects(svc.send('ghost', new Message('x')), (e) => e.constructor.name === 'DeviceNotFoundError');
 
-    const badService = ServiceClient.fromConnectionString(hub.hubConnectionString.replace(/SharedAccessKey=[^;]+/, `SharedAccessKey=${Buffer.alloc(32, 1).toString('base64')}`));
+    const badService = ServiceClient.fromConnectionString(
+      hub.hubConnectionString.replace(
+        /SharedAccessKey=[^;]+/,
+        `SharedAccessKey=${Buffer.alloc(32, 1).toString('base64')}`,
+      ),
+    );
     badService.setRetryPolicy(new NoRetry());
     // The service SDK wraps the CBS 401 it turned into UnauthorizedError: Error('...Could not connect') with .amqpError.
-    await assert.rejects(badService.open(), (e) => e.constructor.name === 'UnauthorizedError' || e.amqpError?.constructor.name === 'UnauthorizedError');
+    await assert.rejects(
+      badService.open(),
+      (e) => e.constructor.name === 'UnauthorizedError' || e.amqpError?.constructor.name === 'UnauthorizedError',
+    );
     await badService.close().catch(() => undefined);
 
-    const badDevice = DeviceClient.fromConnectionString(deviceString(hub, 'full', Mqtt).replace(/SharedAccessKey=[^;]+/, `SharedAccessKey=${Buffer.alloc(32, 2).toString('base64')}`), Mqtt);
+    const badDevice = DeviceClient.fromConnectionString(
+      deviceString(hub, 'full', Mqtt).replace(
+        /SharedAccessKey=[^;]+/,
+        `SharedAccessKey=${Buffer.alloc(32, 2).toString('base64')}`,
+      ),
+      Mqtt,
+    );
     badDevice.setOptions({ ca: hub.caPem });
     badDevice.setRetryPolicy(new NoRetry());
     await assert.rejects(badDevice.open(), (e) => e.constructor.name === 'UnauthorizedError');
@@ -209,7 +278,10 @@ test('a hub restart with messages queued loses none of them', async () => {
       d.complete(m, () => undefined);
     });
     await waitFor(() => got.length === 20, '20 messages after the restart');
-    assert.deepEqual(got, Array.from({ length: 20 }, (_, i) => (i === 0 ? UUID : `msg-${i}`)));
+    assert.deepEqual(
+      got,
+      Array.from({ length: 20 }, (_, i) => (i === 0 ? UUID : `msg-${i}`)),
+    );
     await dev.close();
   } finally {
     await second.stop();
@@ -230,11 +302,37 @@ test('mosquitto_sub, a third-party MQTT client, receives a C2D message sent by t
     const key = /SharedAccessKey=([^;]+)/.exec(hub.deviceConnectionString('mosq'))[1];
     const token = createSasToken({ resourceUri: 'localhost/devices/mosq', key, expiresAt: Date.now() / 1000 + 600 });
     const { spawn } = require('node:child_process');
-    const child = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(hub.ports.mqtts), '--cafile', hub.caCertPath, '--insecure',
-      '-V', 'mqttv311', '-i', 'mosq', '-u', 'localhost/mosq/?api-version=2021-04-12', '-P', token, '-q', '1', '-c',
-      '-t', 'devices/mosq/messages/devicebound/#', '-C', '1', '-v', '-W', '20']);
+    const child = spawn('mosquitto_sub', [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(hub.ports.mqtts),
+      '--cafile',
+      hub.caCertPath,
+      '--insecure',
+      '-V',
+      'mqttv311',
+      '-i',
+      'mosq',
+      '-u',
+      'localhost/mosq/?api-version=2021-04-12',
+      '-P',
+      token,
+      '-q',
+      '1',
+      '-c',
+      '-t',
+      'devices/mosq/messages/devicebound/#',
+      '-C',
+      '1',
+      '-v',
+      '-W',
+      '20',
+    ]);
     let out = '';
-    child.stdout.on('data', (c) => { out += c; });
+    child.stdout.on('data', (c) => {
+      out += c;
+    });
     const code = await new Promise((r) => child.on('close', r));
     assert.equal(code, 0, `mosquitto_sub exit code (${out})`);
     assert.match(out, /^devices\/mosq\/messages\/devicebound\/%24\.mid=msg-9&/);

@@ -21,8 +21,19 @@ function sendFlow(hub, send = {}) {
       { id: 'tab', type: 'tab', label: 'test' },
       cfg,
       {
-        id: 'send', z: 'tab', type: 'iothub-c2d-send', connection: 'cfg', deviceId: '', deviceIdType: 'str', ack: 'full', ttl: '',
-        trackDelivery: true, trackTimeout: 30, mappings: [], wires: [['delivery']], ...send,
+        id: 'send',
+        z: 'tab',
+        type: 'iothub-c2d-send',
+        connection: 'cfg',
+        deviceId: '',
+        deviceIdType: 'str',
+        ack: 'full',
+        ttl: '',
+        trackDelivery: true,
+        trackTimeout: 30,
+        mappings: [],
+        wires: [['delivery']],
+        ...send,
       },
       { id: 'fb', z: 'tab', type: 'iothub-c2d-feedback', connection: 'cfg', split: true, wires: [['feedback']] },
       { id: 'catch', z: 'tab', type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
@@ -50,104 +61,145 @@ test('c2d send', async (t) => {
   t.after(() => helper.stopServer());
   process.env.IOTHUB_TEST_PLANT = 'plant 7 / hall #2';
 
-  for (const [name, transport] of [['MQTT', Mqtt], ['AMQP', Amqp]]) {
-    await t.test(`three mapping rows reach an official ${name} device exactly; feedback Success; delivery delivered`, async () => {
-      const hub = await startHub();
-      const got = [];
-      const dev = await sdkDevice(hub, `sdk-${name}`, transport, (m, d) => {
-        got.push(m);
-        d.complete(m, () => undefined);
-      });
-      try {
-        const { flow, credentials } = sendFlow(hub, {
-          deviceId: `sdk-${name}`,
-          mappings: [
-            { name: 'correlationId', value: 'corr', valueType: 'msg' },
-            { name: 'messageId', value: 'order-{{payload.id}}', valueType: 'template' },
-            { name: 'plant', value: 'IOTHUB_TEST_PLANT', valueType: 'env' },
-            { name: 'hostile & name', value: HOSTILE, valueType: 'str' },
-          ],
+  for (const [name, transport] of [
+    ['MQTT', Mqtt],
+    ['AMQP', Amqp],
+  ]) {
+    await t.test(
+      `three mapping rows reach an official ${name} device exactly; feedback Success; delivery delivered`,
+      async () => {
+        const hub = await startHub();
+        const got = [];
+        const dev = await sdkDevice(hub, `sdk-${name}`, transport, (m, d) => {
+          got.push(m);
+          d.complete(m, () => undefined);
         });
-        await helper.load(nodeModules, flow, credentials);
-        const feedback = collect(helper.getNode('feedback'), 3);
-        const delivery = collect(helper.getNode('delivery'), 3);
-        for (let i = 1; i <= 3; i++) helper.getNode('send').receive({ payload: { id: i, text: HOSTILE }, corr: `c-${i}` });
-        await waitFor(() => got.length === 3, 'the device receives 3');
-        got.sort((a, b) => a.messageId.localeCompare(b.messageId));
-        got.forEach((m, i) => {
-          assert.deepEqual(JSON.parse(m.data.toString()), { id: i + 1, text: HOSTILE });
-          assert.equal(m.messageId, `order-${i + 1}`);
-          assert.equal(m.correlationId, `c-${i + 1}`);
-          assert.equal(m.contentType, 'application/json');
-          const props = Object.fromEntries(m.properties.propertyList.filter((p) => p.key !== 'iothub-ack').map((p) => [p.key, p.value]));
-          assert.deepEqual(props, { plant: 'plant 7 / hall #2', 'hostile & name': HOSTILE });
-        });
-        const records = await feedback;
-        assert.deepEqual(records.map((r) => `${r.originalMessageId}:${r.statusCode}`).sort(), ['order-1:Success', 'order-2:Success', 'order-3:Success']);
-        const outcomes = await delivery;
-        assert.deepEqual(outcomes.map((o) => `${o.messageId}:${o.delivery}`).sort(), ['order-1:delivered', 'order-2:delivered', 'order-3:delivered']);
-        assert.ok(outcomes.every((o) => o.feedback.statusCode === 'Success' && o.corr.startsWith('c-')), 'the original msg comes back');
-      } finally {
-        await helper.unload().catch(() => undefined);
-        await dev.close();
-        await hub.stop();
-      }
-    });
+        try {
+          const { flow, credentials } = sendFlow(hub, {
+            deviceId: `sdk-${name}`,
+            mappings: [
+              { name: 'correlationId', value: 'corr', valueType: 'msg' },
+              { name: 'messageId', value: 'order-{{payload.id}}', valueType: 'template' },
+              { name: 'plant', value: 'IOTHUB_TEST_PLANT', valueType: 'env' },
+              { name: 'hostile & name', value: HOSTILE, valueType: 'str' },
+            ],
+          });
+          await helper.load(nodeModules, flow, credentials);
+          const feedback = collect(helper.getNode('feedback'), 3);
+          const delivery = collect(helper.getNode('delivery'), 3);
+          for (let i = 1; i <= 3; i++)
+            helper.getNode('send').receive({ payload: { id: i, text: HOSTILE }, corr: `c-${i}` });
+          await waitFor(() => got.length === 3, 'the device receives 3');
+          got.sort((a, b) => a.messageId.localeCompare(b.messageId));
+          got.forEach((m, i) => {
+            assert.deepEqual(JSON.parse(m.data.toString()), { id: i + 1, text: HOSTILE });
+            assert.equal(m.messageId, `order-${i + 1}`);
+            assert.equal(m.correlationId, `c-${i + 1}`);
+            assert.equal(m.contentType, 'application/json');
+            const props = Object.fromEntries(
+              m.properties.propertyList.filter((p) => p.key !== 'iothub-ack').map((p) => [p.key, p.value]),
+            );
+            assert.deepEqual(props, { plant: 'plant 7 / hall #2', 'hostile & name': HOSTILE });
+          });
+          const records = await feedback;
+          assert.deepEqual(records.map((r) => `${r.originalMessageId}:${r.statusCode}`).sort(), [
+            'order-1:Success',
+            'order-2:Success',
+            'order-3:Success',
+          ]);
+          const outcomes = await delivery;
+          assert.deepEqual(outcomes.map((o) => `${o.messageId}:${o.delivery}`).sort(), [
+            'order-1:delivered',
+            'order-2:delivered',
+            'order-3:delivered',
+          ]);
+          assert.ok(
+            outcomes.every((o) => o.feedback.statusCode === 'Success' && o.corr.startsWith('c-')),
+            'the original msg comes back',
+          );
+        } finally {
+          await helper.unload().catch(() => undefined);
+          await dev.close();
+          await hub.stop();
+        }
+      },
+    );
   }
 
-  await t.test('rejected, expired, purged, queue full on exactly the 51st, device not found, 70 KB refused before sending', async () => {
-    const hub = await startHub();
-    const rejecter = await sdkDevice(hub, 'rejecter', Amqp, (m, d) => d.reject(m, () => undefined));
-    await hub.registerDevice('sleepy');
-    await hub.registerDevice('purged');
-    await hub.registerDevice('full');
-    try {
-      const { flow, credentials } = sendFlow(hub, { ttl: '' });
-      await helper.load(nodeModules, flow, credentials);
-      const send = helper.getNode('send');
-      const outcomes = [];
-      helper.getNode('delivery').on('input', (msg) => outcomes.push(msg));
-      const caught = [];
-      helper.getNode('caught').on('input', (msg) => caught.push(msg));
+  await t.test(
+    'rejected, expired, purged, queue full on exactly the 51st, device not found, 70 KB refused before sending',
+    async () => {
+      const hub = await startHub();
+      const rejecter = await sdkDevice(hub, 'rejecter', Amqp, (m, d) => d.reject(m, () => undefined));
+      await hub.registerDevice('sleepy');
+      await hub.registerDevice('purged');
+      await hub.registerDevice('full');
+      try {
+        const { flow, credentials } = sendFlow(hub, { ttl: '' });
+        await helper.load(nodeModules, flow, credentials);
+        const send = helper.getNode('send');
+        const outcomes = [];
+        helper.getNode('delivery').on('input', (msg) => outcomes.push(msg));
+        const caught = [];
+        helper.getNode('caught').on('input', (msg) => caught.push(msg));
 
-      send.receive({ payload: 'no', deviceId: 'rejecter', messageId: 'x' });
-      await waitFor(() => outcomes.length === 1, 'rejected outcome');
-      assert.equal(outcomes[0].delivery, 'rejected');
+        send.receive({ payload: 'no', deviceId: 'rejecter', messageId: 'x' });
+        await waitFor(() => outcomes.length === 1, 'rejected outcome');
+        assert.equal(outcomes[0].delivery, 'rejected');
 
-      send.receive({ payload: 'late', deviceId: 'sleepy', expiryTimeUtc: Date.now() + 2000 });
-      await waitFor(() => outcomes.length === 2, 'expired outcome', 8000);
-      assert.equal(outcomes[1].delivery, 'expired');
+        send.receive({ payload: 'late', deviceId: 'sleepy', expiryTimeUtc: Date.now() + 2000 });
+        await waitFor(() => outcomes.length === 2, 'expired outcome', 8000);
+        assert.equal(outcomes[1].delivery, 'expired');
 
-      send.receive({ payload: 'gone', deviceId: 'purged' });
-      await waitFor(() => hub.queueLength('purged') === 1, 'queued');
-      const owner = /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1];
-      const auth = createSasToken({ resourceUri: 'localhost', key: owner, keyName: 'iothubowner', expiresAt: Date.now() / 1000 + 600 });
-      await new Promise((resolve, reject) => {
-        https.request({ host: '127.0.0.1', port: hub.ports.https, servername: 'localhost', method: 'DELETE', path: '/devices/purged/commands', headers: { authorization: auth }, ca: hub.caPem },
-          (res) => res.resume().on('end', resolve)).on('error', reject).end();
-      });
-      await waitFor(() => outcomes.length === 3, 'purged outcome');
-      assert.equal(outcomes[2].delivery, 'purged');
+        send.receive({ payload: 'gone', deviceId: 'purged' });
+        await waitFor(() => hub.queueLength('purged') === 1, 'queued');
+        const owner = /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1];
+        const auth = createSasToken({
+          resourceUri: 'localhost',
+          key: owner,
+          keyName: 'iothubowner',
+          expiresAt: Date.now() / 1000 + 600,
+        });
+        await new Promise((resolve, reject) => {
+          https
+            .request(
+              {
+                host: '127.0.0.1',
+                port: hub.ports.https,
+                servername: 'localhost',
+                method: 'DELETE',
+                path: '/devices/purged/commands',
+                headers: { authorization: auth },
+                ca: hub.caPem,
+              },
+              (res) => res.resume().on('end', resolve),
+            )
+            .on('error', reject)
+            .end();
+        });
+        await waitFor(() => outcomes.length === 3, 'purged outcome');
+        assert.equal(outcomes[2].delivery, 'purged');
 
-      for (let i = 1; i <= 51; i++) send.receive({ payload: `q${i}`, deviceId: 'full', n: i });
-      await waitFor(() => hub.queueLength('full') === 50 && caught.length === 1, 'queue full error');
-      assert.equal(caught[0].n, 51, 'exactly the 51st fails');
-      assert.match(caught[0].error.message, /queue is full|queue limit/);
+        for (let i = 1; i <= 51; i++) send.receive({ payload: `q${i}`, deviceId: 'full', n: i });
+        await waitFor(() => hub.queueLength('full') === 50 && caught.length === 1, 'queue full error');
+        assert.equal(caught[0].n, 51, 'exactly the 51st fails');
+        assert.match(caught[0].error.message, /queue is full|queue limit/);
 
-      send.receive({ payload: 'who', deviceId: 'ghost', n: 'ghost' });
-      await waitFor(() => caught.length === 2, 'device not found');
-      assert.equal(caught[1].n, 'ghost');
-      assert.match(caught[1].error.message, /not found/i);
+        send.receive({ payload: 'who', deviceId: 'ghost', n: 'ghost' });
+        await waitFor(() => caught.length === 2, 'device not found');
+        assert.equal(caught[1].n, 'ghost');
+        assert.match(caught[1].error.message, /not found/i);
 
-      send.receive({ payload: Buffer.alloc(70 * 1024), deviceId: 'sleepy', n: 'big' });
-      await waitFor(() => caught.length === 3, 'too large');
-      assert.equal(caught[2].n, 'big');
-      assert.match(caught[2].error.message, /65536/);
-      assert.equal(hub.queueLength('sleepy'), 0, 'nothing was sent');
-    } finally {
-      await helper.unload().catch(() => undefined);
-      await rejecter.close();
-      await hub.stop();
-    }
-  });
+        send.receive({ payload: Buffer.alloc(70 * 1024), deviceId: 'sleepy', n: 'big' });
+        await waitFor(() => caught.length === 3, 'too large');
+        assert.equal(caught[2].n, 'big');
+        assert.match(caught[2].error.message, /65536/);
+        assert.equal(hub.queueLength('sleepy'), 0, 'nothing was sent');
+      } finally {
+        await helper.unload().catch(() => undefined);
+        await rejecter.close();
+        await hub.stop();
+      }
+    },
+  );
 });

@@ -24,8 +24,16 @@ test('c2d send to device receive over each device transport, with feedback and d
       const flow = [
         cfg,
         {
-          id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId, deviceIdType: 'str', ack: 'full', ttl: '',
-          trackDelivery: true, trackTimeout: 30, wires: [['delivery']],
+          id: 'send',
+          type: 'iothub-c2d-send',
+          connection: 'cfg',
+          deviceId,
+          deviceIdType: 'str',
+          ack: 'full',
+          ttl: '',
+          trackDelivery: true,
+          trackTimeout: 30,
+          wires: [['delivery']],
           mappings: [
             { name: 'correlationId', value: 'corr', valueType: 'msg' },
             { name: 'messageId', value: 'order-{{payload.id}}', valueType: 'template' },
@@ -33,7 +41,15 @@ test('c2d send to device receive over each device transport, with feedback and d
             { name: 'hostile & name', value: HOSTILE, valueType: 'str' },
           ],
         },
-        { id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId, output: 'auto', settle: 'auto', wires: [['received']] },
+        {
+          id: 'recv',
+          type: 'iothub-device-receive',
+          connection: 'cfg',
+          deviceId,
+          output: 'auto',
+          settle: 'auto',
+          wires: [['received']],
+        },
         { id: 'fb', type: 'iothub-c2d-feedback', connection: 'cfg', split: true, wires: [['feedback']] },
         { id: 'received', type: 'helper' },
         { id: 'feedback', type: 'helper' },
@@ -61,7 +77,11 @@ test('c2d send to device receive over each device transport, with feedback and d
       assert.deepEqual(records.map((r) => r.originalMessageId).sort(), ['order-1', 'order-2', 'order-3']);
       assert.ok(records.every((r) => r.topic === 'Success' && r.statusCode === 'Success' && r.deviceId === deviceId));
       const outcomes = await delivery;
-      assert.deepEqual(outcomes.map((o) => `${o.messageId}:${o.delivery}`).sort(), ['order-1:delivered', 'order-2:delivered', 'order-3:delivered']);
+      assert.deepEqual(outcomes.map((o) => `${o.messageId}:${o.delivery}`).sort(), [
+        'order-1:delivered',
+        'order-2:delivered',
+        'order-3:delivered',
+      ]);
       await helper.unload();
     });
   }

@@ -33,9 +33,14 @@ function waitFor(predicate, what, timeoutMs = 30_000) {
   return new Promise((resolve, reject) => {
     const tick = async () => {
       let v;
-      try { v = await predicate(); } catch { v = undefined; }
+      try {
+        v = await predicate();
+      } catch {
+        v = undefined;
+      }
       if (v) return resolve(v);
-      if (Date.now() - started > timeoutMs) return reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      if (Date.now() - started > timeoutMs)
+        return reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
       setTimeout(tick, 50);
     };
     tick();
@@ -50,11 +55,16 @@ async function getJson(urlPath) {
 
 function adminRequestAccept(urlPath) {
   return new Promise((resolve, reject) => {
-    const req = require('node:http').get({ host: '127.0.0.1', port: state.red.port, path: urlPath, headers: { accept: 'application/json' } }, (res) => {
-      let text = '';
-      res.on('data', (c) => { text += c; });
-      res.on('end', () => resolve({ status: res.statusCode, text }));
-    });
+    const req = require('node:http').get(
+      { host: '127.0.0.1', port: state.red.port, path: urlPath, headers: { accept: 'application/json' } },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode, text }));
+      },
+    );
     req.on('error', reject);
   });
 }
@@ -62,7 +72,10 @@ function adminRequestAccept(urlPath) {
 function refused(port) {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => { s.destroy(); resolve(false); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
     s.once('error', () => resolve(true));
   });
 }
@@ -71,7 +84,10 @@ test.before(() => {
   // A clean checkout: the files git knows (tracked, or new and not ignored) as they are in the working tree,
   // so nothing built or generated (nodes/**/*.js, nodes/icons, test-output, .node-red-data) comes along.
   const src = path.join(tmp, 'src');
-  const listed = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: root, encoding: 'utf8' });
+  const listed = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
+    cwd: root,
+    encoding: 'utf8',
+  });
   for (const f of listed.split('\0').filter(Boolean)) {
     if (!fs.existsSync(path.join(root, f))) continue; // deleted in the working tree
     fs.mkdirSync(path.dirname(path.join(src, f)), { recursive: true });
@@ -87,7 +103,14 @@ test.before(() => {
   // A fresh user directory as Node-RED creates it, then what the palette manager runs in it.
   state.userDir = path.join(tmp, 'user');
   fs.mkdirSync(state.userDir);
-  fs.writeFileSync(path.join(state.userDir, 'package.json'), JSON.stringify({ name: 'node-red-project', description: 'A Node-RED Project', version: '0.0.1', private: true }, null, 2));
+  fs.writeFileSync(
+    path.join(state.userDir, 'package.json'),
+    JSON.stringify(
+      { name: 'node-red-project', description: 'A Node-RED Project', version: '0.0.1', private: true },
+      null,
+      2,
+    ),
+  );
   npm(['install', state.tarball, ...NPM_QUIET], state.userDir);
   state.installed = path.join(state.userDir, 'node_modules', '@iothub-c2d', 'node-red');
 });
@@ -99,7 +122,9 @@ test.after(async () => {
     try {
       if (detached) process.kill(-child.pid, 'SIGKILL');
       else if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   }
   fs.rmSync(tmp, { recursive: true, force: true });
 });
@@ -107,33 +132,58 @@ test.after(async () => {
 test('the tarball holds what Node-RED and the command line load, and nothing private', () => {
   const files = state.packed.files.map((f) => f.path);
   const required = [
-    'package.json', 'README.md', 'LICENSE', 'CHANGELOG.md',
+    'package.json',
+    'README.md',
+    'LICENSE',
+    'CHANGELOG.md',
     ...Object.values(pkg['node-red'].nodes),
     ...Object.values(pkg['node-red'].nodes).map((f) => f.replace(/\.js$/, '.html')),
-    pkg.main, pkg.bin['iothub-local-hub'],
+    pkg.main,
+    pkg.bin['iothub-local-hub'],
   ];
   for (const dir of ['src/core', 'src/localhub']) {
-    for (const f of fs.readdirSync(path.join(root, dir)).filter((f) => f.endsWith('.ts'))) required.push(`nodes/${dir.slice(4)}/${f.replace(/\.ts$/, '.js')}`);
+    for (const f of fs.readdirSync(path.join(root, dir)).filter((f) => f.endsWith('.ts')))
+      required.push(`nodes/${dir.slice(4)}/${f.replace(/\.ts$/, '.js')}`);
   }
-  for (const f of fs.readdirSync(path.join(root, 'src')).filter((f) => f.endsWith('.ts'))) required.push(`nodes/${f.replace(/\.ts$/, '.js')}`);
+  for (const f of fs.readdirSync(path.join(root, 'src')).filter((f) => f.endsWith('.ts')))
+    required.push(`nodes/${f.replace(/\.ts$/, '.js')}`);
   for (const f of fs.readdirSync(path.join(root, 'icons'))) required.push(`nodes/icons/${f}`);
-  for (const f of fs.readdirSync(path.join(root, 'nodes', 'locales', 'en-US'))) required.push(`nodes/locales/en-US/${f}`);
-  for (const f of fs.readdirSync(path.join(root, 'examples')).filter((f) => f.endsWith('.json'))) required.push(`examples/${f}`);
+  for (const f of fs.readdirSync(path.join(root, 'nodes', 'locales', 'en-US')))
+    required.push(`nodes/locales/en-US/${f}`);
+  for (const f of fs.readdirSync(path.join(root, 'examples')).filter((f) => f.endsWith('.json')))
+    required.push(`examples/${f}`);
   // Every compiled file ships its source map, which carries its TypeScript inline: stack traces name src/ lines.
   required.push(...required.filter((f) => f.startsWith('nodes/') && f.endsWith('.js')).map((f) => `${f}.map`));
   const missing = required.filter((f) => !files.includes(f));
   assert.deepEqual(missing, [], 'missing from the tarball');
 
-  const privatePath = /^(src|test|test-output|bench|docs|scripts|\.ci|icons)\/|(^|\/)\.node-red-data\/|(^|\/)\.hub-data\/|\.(pem|key|crt|ts|tgz|log)$|(^|\/)\.|node_modules\//;
-  assert.deepEqual(files.filter((f) => privatePath.test(f)), [], 'private files in the tarball');
+  const privatePath =
+    /^(src|test|test-output|bench|docs|scripts|\.ci|icons)\/|(^|\/)\.node-red-data\/|(^|\/)\.hub-data\/|\.(pem|key|crt|ts|tgz|log)$|(^|\/)\.|node_modules\//;
+  assert.deepEqual(
+    files.filter((f) => privatePath.test(f)),
+    [],
+    'private files in the tarball',
+  );
   // Every file is one of the kinds listed above: nothing else slips in.
-  assert.deepEqual(files.filter((f) => !required.includes(f)), [], 'unexpected files in the tarball');
+  assert.deepEqual(
+    files.filter((f) => !required.includes(f)),
+    [],
+    'unexpected files in the tarball',
+  );
   // No source map points nowhere: each .js names a map in the package, and each map holds every source it names.
   for (const f of files.filter((f) => f.endsWith('.js'))) {
     const url = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(fs.readFileSync(path.join(state.installed, f), 'utf8'))?.[1];
-    assert.ok(url && files.includes(path.posix.join(path.posix.dirname(f), url)), `${f} names a map in the package (${url})`);
+    assert.ok(
+      url && files.includes(path.posix.join(path.posix.dirname(f), url)),
+      `${f} names a map in the package (${url})`,
+    );
     const map = JSON.parse(fs.readFileSync(path.join(state.installed, `${f}.map`), 'utf8'));
-    assert.ok(map.sources.length > 0 && map.sourcesContent?.length === map.sources.length && map.sourcesContent.every((c) => typeof c === 'string' && c.length > 0), `${f}.map carries its sources`);
+    assert.ok(
+      map.sources.length > 0 &&
+        map.sourcesContent?.length === map.sources.length &&
+        map.sourcesContent.every((c) => typeof c === 'string' && c.length > 0),
+      `${f}.map carries its sources`,
+    );
   }
   // The source maps carry their TypeScript (about a third of the size).
   assert.ok(state.packed.size < 300_000, `tarball is ${state.packed.size} bytes`);
@@ -145,11 +195,17 @@ test('npm install put a copy (not a link) of the package in the user directory, 
   const bin = path.join(state.userDir, 'node_modules', '.bin', 'iothub-local-hub');
   assert.ok(fs.existsSync(bin), 'node_modules/.bin/iothub-local-hub');
   fs.accessSync(bin, fs.constants.X_OK);
-  for (const dep of Object.keys(pkg.dependencies)) assert.ok(fs.existsSync(path.join(state.userDir, 'node_modules', dep, 'package.json')), `${dep} installed`);
+  for (const dep of Object.keys(pkg.dependencies))
+    assert.ok(fs.existsSync(path.join(state.userDir, 'node_modules', dep, 'package.json')), `${dep} installed`);
 });
 
 test('Node-RED loads the installed nodes, icons and examples', async (t) => {
-  state.red = await startNodeRed({ userDir: state.userDir, port: 0, logLevel: 'warn', credentialSecret: 'install-test' });
+  state.red = await startNodeRed({
+    userDir: state.userDir,
+    port: 0,
+    logLevel: 'warn',
+    credentialSecret: 'install-test',
+  });
   // The runtime is the one the suite runs under (CI: Node-RED 5 on Node 22 through NODE_RED_PATH).
   const redPath = process.env.NODE_RED_PATH || require.resolve('node-red');
   const redVersion = require(require.resolve('node-red/package.json', { paths: [path.dirname(redPath)] })).version;
@@ -186,48 +242,108 @@ test('Node-RED loads the installed nodes, icons and examples', async (t) => {
   assert.ok(modules.includes(pkg.name), `examples of ${pkg.name} listed (${modules})`);
   const listing = await getJson(`/library/examples/flows/${pkg.name}`);
   const names = listing.map((e) => (typeof e === 'string' ? e : e.fn)).sort();
-  const want = fs.readdirSync(path.join(root, 'examples')).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, '')).sort();
+  const want = fs
+    .readdirSync(path.join(root, 'examples'))
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => f.replace(/\.json$/, ''))
+    .sort();
   assert.deepEqual(names, want);
   const tutorial = await getJson(`/library/examples/flows/${pkg.name}/${encodeURIComponent(want[0])}`);
-  assert.ok(Array.isArray(tutorial) && tutorial.some((n) => n.type === 'iothub-c2d-send'), 'an example flow can be fetched');
+  assert.ok(
+    Array.isArray(tutorial) && tutorial.some((n) => n.type === 'iothub-c2d-send'),
+    'an example flow can be fetched',
+  );
 });
 
 test('a flow on the built-in local hub carries a message from c2d send to device receive, and its feedback', async () => {
   assert.ok(state.red, 'Node-RED is running');
   const debug = [];
   const ws = new WebSocket(`ws://127.0.0.1:${state.red.port}/comms`);
-  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
   ws.on('message', (data) => {
     for (const m of [].concat(JSON.parse(String(data)))) if (m.topic === 'debug') debug.push(m.data);
   });
   ws.send(JSON.stringify({ subscribe: 'debug' }));
   try {
     const at = (n) => ({ z: 'tab', x: 100, y: 100, wires: [], ...n });
-    const dbg = (id) => at({ id, type: 'debug', name: id, active: true, tosidebar: true, console: false, complete: 'true', targetType: 'full' });
+    const dbg = (id) =>
+      at({
+        id,
+        type: 'debug',
+        name: id,
+        active: true,
+        tosidebar: true,
+        console: false,
+        complete: 'true',
+        targetType: 'full',
+      });
     const flow = [
       { id: 'tab', type: 'tab', label: 'install test' },
       {
-        id: 'cfg', type: 'iothub-connection', name: 'local hub', mode: 'local', deviceTransport: 'mqtt', serviceTransport: 'amqp',
-        tokenLifetime: 3600, keepAlive: 180, localHub: { mqttsPort: 0, amqpsPort: 0, httpsPort: 0, dataDir: '' },
+        id: 'cfg',
+        type: 'iothub-connection',
+        name: 'local hub',
+        mode: 'local',
+        deviceTransport: 'mqtt',
+        serviceTransport: 'amqp',
+        tokenLifetime: 3600,
+        keepAlive: 180,
+        localHub: { mqttsPort: 0, amqpsPort: 0, httpsPort: 0, dataDir: '' },
       },
-      at({ id: 'inj', type: 'inject', props: [{ p: 'payload' }], payload: 'hello from the installed package', payloadType: 'str', repeat: '', once: false, wires: [['send']] }),
-      at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: 'install-dev', deviceIdType: 'str', ack: 'full', ttl: '', mappings: [{ name: 'messageId', value: 'install-1', type: 'str' }], trackDelivery: false, trackTimeout: 60, outputs: 0 }),
-      at({ id: 'recv', type: 'iothub-device-receive', connection: 'cfg', deviceId: 'install-dev', output: 'string', settle: 'auto', wires: [['gotMessage']] }),
+      at({
+        id: 'inj',
+        type: 'inject',
+        props: [{ p: 'payload' }],
+        payload: 'hello from the installed package',
+        payloadType: 'str',
+        repeat: '',
+        once: false,
+        wires: [['send']],
+      }),
+      at({
+        id: 'send',
+        type: 'iothub-c2d-send',
+        connection: 'cfg',
+        deviceId: 'install-dev',
+        deviceIdType: 'str',
+        ack: 'full',
+        ttl: '',
+        mappings: [{ name: 'messageId', value: 'install-1', type: 'str' }],
+        trackDelivery: false,
+        trackTimeout: 60,
+        outputs: 0,
+      }),
+      at({
+        id: 'recv',
+        type: 'iothub-device-receive',
+        connection: 'cfg',
+        deviceId: 'install-dev',
+        output: 'string',
+        settle: 'auto',
+        wires: [['gotMessage']],
+      }),
       at({ id: 'fb', type: 'iothub-c2d-feedback', connection: 'cfg', split: true, wires: [['gotFeedback']] }),
-      dbg('gotMessage'), dbg('gotFeedback'),
+      dbg('gotMessage'),
+      dbg('gotFeedback'),
     ];
     const deployed = await adminRequest(state.red.port, 'POST', '/flows', flow);
     assert.equal(deployed.status, 204, deployed.text);
     // The inject button's endpoint: the message waits in the hub's queue if the device is not connected yet.
     // A full deploy answers before every node has started: wait for the inject node to take the press.
-    await waitFor(async () => (await adminRequest(state.red.port, 'POST', '/inject/inj')).status === 200, 'the inject node to start');
+    await waitFor(
+      async () => (await adminRequest(state.red.port, 'POST', '/inject/inj')).status === 200,
+      'the inject node to start',
+    );
 
     const received = await waitFor(() => debug.find((d) => d.id === 'gotMessage'), 'the device to receive the message');
     const msg = JSON.parse(received.msg);
     assert.equal(msg.payload, 'hello from the installed package');
     assert.equal(msg.deviceId, 'install-dev');
     assert.equal(msg.messageId, 'install-1');
-    const feedback = await waitFor(() => debug.find((d) => d.id === 'gotFeedback'), 'the hub\'s delivery feedback');
+    const feedback = await waitFor(() => debug.find((d) => d.id === 'gotFeedback'), "the hub's delivery feedback");
     const record = JSON.parse(feedback.msg);
     assert.equal(record.originalMessageId, 'install-1');
     assert.equal(record.deviceId, 'install-dev');
@@ -244,7 +360,9 @@ function startCli(command, args, detached) {
   (state.children ||= []).push({ child, detached });
   let out = '';
   let err = '';
-  child.stderr.on('data', (c) => { err += c; });
+  child.stderr.on('data', (c) => {
+    err += c;
+  });
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, out, err })));
   const firstLine = new Promise((resolve, reject) => {
     child.stdout.on('data', (c) => {
@@ -252,7 +370,9 @@ function startCli(command, args, detached) {
       const nl = out.indexOf('\n');
       if (nl >= 0) resolve(out.slice(0, nl));
     });
-    exited.then((e) => reject(new Error(`exited (${e.code ?? e.signal}) before printing; stderr: ${e.err.slice(0, 500)}`)));
+    exited.then((e) =>
+      reject(new Error(`exited (${e.code ?? e.signal}) before printing; stderr: ${e.err.slice(0, 500)}`)),
+    );
   });
   firstLine.catch(() => undefined);
   return { child, firstLine, exited };
@@ -260,22 +380,51 @@ function startCli(command, args, detached) {
 
 function checkInfo(line) {
   let info;
-  assert.doesNotThrow(() => { info = JSON.parse(line); }, 'the first line is JSON');
+  assert.doesNotThrow(() => {
+    info = JSON.parse(line);
+  }, 'the first line is JSON');
   assert.deepEqual(Object.keys(info).sort(), ['caCertPath', 'devices', 'hostName', 'hubConnectionString', 'ports']);
   assert.deepEqual(Object.keys(info.devices), ['cli-dev']);
-  assert.ok(Object.values(info.ports).every((p) => Number.isInteger(p) && p > 0), 'four ports');
+  assert.ok(
+    Object.values(info.ports).every((p) => Number.isInteger(p) && p > 0),
+    'four ports',
+  );
   // Checked without printing: the strings hold keys.
-  assert.ok(/^HostName=localhost:\d+;SharedAccessKeyName=iothubowner;SharedAccessKey=\S+$/.test(info.hubConnectionString), 'a hub connection string');
-  assert.ok(/^HostName=localhost:\d+;DeviceId=cli-dev;SharedAccessKey=\S+$/.test(info.devices['cli-dev']), 'a device connection string');
+  assert.ok(
+    /^HostName=localhost:\d+;SharedAccessKeyName=iothubowner;SharedAccessKey=\S+$/.test(info.hubConnectionString),
+    'a hub connection string',
+  );
+  assert.ok(
+    /^HostName=localhost:\d+;DeviceId=cli-dev;SharedAccessKey=\S+$/.test(info.devices['cli-dev']),
+    'a device connection string',
+  );
   assert.ok(fs.existsSync(info.caCertPath), 'the CA file exists');
   return info;
 }
 
 test('npx iothub-local-hub --json prints its line, and SIGTERM stops it', async () => {
-  const args = (dir) => ['--json', '--data-dir', path.join(tmp, dir), '--mqtt-port', '0', '--amqps-port', '0', '--amqp-port', '0', '--https-port', '0', '--device', 'cli-dev'];
+  const args = (dir) => [
+    '--json',
+    '--data-dir',
+    path.join(tmp, dir),
+    '--mqtt-port',
+    '0',
+    '--amqps-port',
+    '0',
+    '--amqp-port',
+    '0',
+    '--https-port',
+    '0',
+    '--device',
+    'cli-dev',
+  ];
 
   // The installed command itself (the bin link, its #! line and mode): SIGTERM exits 0.
-  const direct = startCli(path.join(state.userDir, 'node_modules', '.bin', 'iothub-local-hub'), args('cli-direct'), false);
+  const direct = startCli(
+    path.join(state.userDir, 'node_modules', '.bin', 'iothub-local-hub'),
+    args('cli-direct'),
+    false,
+  );
   const directInfo = checkInfo(await direct.firstLine);
   direct.child.kill('SIGTERM');
   const directEnd = await direct.exited;
@@ -290,5 +439,9 @@ test('npx iothub-local-hub --json prints its line, and SIGTERM stops it', async 
   const npxInfo = checkInfo(await viaNpx.firstLine);
   process.kill(-viaNpx.child.pid, 'SIGTERM');
   await viaNpx.exited;
-  await waitFor(async () => (await refused(npxInfo.ports.mqtts)) && (await refused(npxInfo.ports.amqps)), 'the hub started by npx to close its ports', 15_000);
+  await waitFor(
+    async () => (await refused(npxInfo.ports.mqtts)) && (await refused(npxInfo.ports.amqps)),
+    'the hub started by npx to close its ports',
+    15_000,
+  );
 });

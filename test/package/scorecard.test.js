@@ -35,7 +35,7 @@ test('P06 node-red.version admits the current releases (4.x and 5.x)', () => {
   for (const v of ['4.1.8', '5.0.7', nodeRedPkg.version]) assert.ok(satisfiesMin(pkg['node-red'].version, v), v);
 });
 
-test('P07 engines.node is compatible with Node-RED\'s own', () => {
+test("P07 engines.node is compatible with Node-RED's own", () => {
   assert.ok(satisfiesMin(pkg.engines.node, '20.0.0'));
   // Every Node version Node-RED 4 accepts (>=18.5) that is also >=20 is accepted by ours: ours must not be stricter than 20.
   assert.ok(!satisfiesMin(pkg.engines.node, '19.9.9'), 'Node 18 is out of support; Node 20 is our floor');
@@ -62,7 +62,8 @@ test('every node file has its .html beside it, a registerType with a literal typ
     const help = fs.readFileSync(path.join(root, 'nodes', 'locales', 'en-US', `${base}.html`), 'utf8');
     assert.match(help, new RegExp(`data-help-name="${type}"`));
     if (type !== 'iothub-connection') {
-      for (const section of ['<h3>Outputs</h3>', '<h3>Details</h3>']) assert.ok(help.includes(section), `${type} help has ${section}`);
+      for (const section of ['<h3>Outputs</h3>', '<h3>Details</h3>'])
+        assert.ok(help.includes(section), `${type} help has ${section}`);
     }
     // Every data-i18n key used in the edit dialog exists in the catalog.
     for (const m of html.matchAll(/data-i18n="(?:\[[a-z]+\])?([\w-]+)\.([\w.]+)"/g)) {
@@ -82,7 +83,10 @@ test('icons named by the nodes exist beside the node files, white on transparent
     const svg = fs.readFileSync(path.join(root, 'nodes', 'icons', icon[1]), 'utf8');
     assert.match(svg, /^<svg/);
     const colours = [...svg.matchAll(/(?:fill|stroke)="([^"]+)"/g)].map((m) => m[1]);
-    assert.ok(colours.every((c) => c === '#fff' || c === 'none'), `${icon[1]} uses only white: ${colours}`);
+    assert.ok(
+      colours.every((c) => c === '#fff' || c === 'none'),
+      `${icon[1]} uses only white: ${colours}`,
+    );
   }
 });
 
@@ -94,14 +98,19 @@ test('N02 every non-config node appears in an example; examples are valid flows'
     assert.ok(Array.isArray(flow) && flow.length > 0, f);
     const ids = new Set(flow.map((n) => n.id));
     assert.equal(ids.size, flow.length, `${f}: ids are unique`);
-    assert.ok(flow.some((n) => n.type === 'comment'), `${f} has a comment saying what it shows`);
+    assert.ok(
+      flow.some((n) => n.type === 'comment'),
+      `${f} has a comment saying what it shows`,
+    );
     for (const n of flow) {
       seen.add(n.type);
-      for (const out of n.wires || []) for (const id of out) assert.ok(ids.has(id), `${f}: ${n.id} wires to a missing ${id}`);
+      for (const out of n.wires || [])
+        for (const id of out) assert.ok(ids.has(id), `${f}: ${n.id} wires to a missing ${id}`);
       if (n.connection) assert.ok(ids.has(n.connection), `${f}: ${n.id} needs its config node`);
       // No secret in an example.
       assert.ok(!/SharedAccessKey=|sig=/.test(JSON.stringify(n)), `${f}: ${n.id} holds no key`);
     }
   }
-  for (const type of Object.keys(nodes).filter((t) => t !== 'iothub-connection')) assert.ok(seen.has(type), `${type} in an example`);
+  for (const type of Object.keys(nodes).filter((t) => t !== 'iothub-connection'))
+    assert.ok(seen.has(type), `${type} in an example`);
 });

@@ -11,8 +11,25 @@ const rhea = require('rhea');
 const { helper, nodeModules, waitFor } = require('../support/flows');
 const { ensureTlsMaterial } = require('../../nodes/localhub/tls.js');
 
-const GOOD = JSON.stringify([{ originalMessageId: 'm1', deviceId: 'd1', statusCode: 'Success', description: 'Success', enqueuedTimeUtc: new Date().toISOString() }]);
-const BAD = ['not json', '{"statusCode":"Success"}', '"a string"', '[1]', '[null]', '[{"statusCode":"Weird"}]', '', '\u0000\u00ff'];
+const GOOD = JSON.stringify([
+  {
+    originalMessageId: 'm1',
+    deviceId: 'd1',
+    statusCode: 'Success',
+    description: 'Success',
+    enqueuedTimeUtc: new Date().toISOString(),
+  },
+]);
+const BAD = [
+  'not json',
+  '{"statusCode":"Success"}',
+  '"a string"',
+  '[1]',
+  '[null]',
+  '[{"statusCode":"Weird"}]',
+  '',
+  '\u0000\u00ff',
+];
 
 /** bodies: what each feedback link gets; detachFirst: the first feedback link is detached (amqp:link:detach-forced) at once. */
 async function fakeFeedbackHub(material, { bodies = [...BAD, GOOD], detachFirst = false } = {}) {
@@ -32,20 +49,33 @@ async function fakeFeedbackHub(material, { bodies = [...BAD, GOOD], detachFirst 
         return;
       }
       for (const body of bodies) {
-        const d = ctx.sender.send({ body: rhea.message.data_section(Buffer.from(body, 'latin1')), content_type: 'application/vnd.microsoft.iothub.feedback.json' });
+        const d = ctx.sender.send({
+          body: rhea.message.data_section(Buffer.from(body, 'latin1')),
+          content_type: 'application/vnd.microsoft.iothub.feedback.json',
+        });
         d.body = body;
       }
     }
   });
   container.on('message', (ctx) => {
     if (ctx.receiver.target?.address === '$cbs') {
-      cbsReply.send({ correlation_id: ctx.message.message_id, application_properties: { 'status-code': 200, 'status-description': 'OK' } });
+      cbsReply.send({
+        correlation_id: ctx.message.message_id,
+        application_properties: { 'status-code': 200, 'status-description': 'OK' },
+      });
     }
   });
-  for (const kind of ['accepted', 'rejected', 'released', 'modified']) container.on(kind, (ctx) => {
-    if (ctx.delivery.body !== undefined) outcomes.push({ body: ctx.delivery.body, kind });
+  for (const kind of ['accepted', 'rejected', 'released', 'modified'])
+    container.on(kind, (ctx) => {
+      if (ctx.delivery.body !== undefined) outcomes.push({ body: ctx.delivery.body, kind });
+    });
+  const server = container.listen({
+    port: 0,
+    host: '127.0.0.1',
+    transport: 'tls',
+    key: material.keyPem,
+    cert: material.certPem,
   });
-  const server = container.listen({ port: 0, host: '127.0.0.1', transport: 'tls', key: material.keyPem, cert: material.certPem });
   await new Promise((r) => server.once('listening', r));
   return { port: server.address().port, outcomes, feedbackLinks, close: () => new Promise((r) => server.close(r)) };
 }
@@ -60,13 +90,26 @@ async function withFeedbackFlow(hubOptions, testBody) {
   const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
   const flow = [
     { id: 'tab', type: 'tab' },
-    { id: 'cfg', type: 'iothub-connection', mode: 'azure', deviceTransport: 'mqtt', serviceTransport: 'amqp', amqpPort: hub.port },
+    {
+      id: 'cfg',
+      type: 'iothub-connection',
+      mode: 'azure',
+      deviceTransport: 'mqtt',
+      serviceTransport: 'amqp',
+      amqpPort: hub.port,
+    },
     at({ id: 'fb', type: 'iothub-c2d-feedback', connection: 'cfg', split: true, wires: [['out']] }),
     at({ id: 'catch', type: 'catch', scope: null, uncaught: false, wires: [['caught']] }),
-    at({ id: 'out', type: 'helper' }), at({ id: 'caught', type: 'helper' }),
+    at({ id: 'out', type: 'helper' }),
+    at({ id: 'caught', type: 'helper' }),
   ];
   try {
-    await helper.load(nodeModules, flow, { cfg: { connectionString: `HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`, ca: material.caPem } });
+    await helper.load(nodeModules, flow, {
+      cfg: {
+        connectionString: `HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`,
+        ca: material.caPem,
+      },
+    });
     const seen = { out: [], caught: [], statuses: [] };
     helper.getNode('out').on('input', (m) => seen.out.push(m));
     helper.getNode('caught').on('input', (m) => seen.caught.push(m));
@@ -80,28 +123,48 @@ async function withFeedbackFlow(hubOptions, testBody) {
   }
 }
 
-test('feedback bodies that are not JSON or not an array: each on the Catch node with its body, rejected; the good one still out', { timeout: 30_000 }, async () => {
-  await withFeedbackFlow({}, async (hub, { out, caught, statuses }) => {
-    await waitFor(() => hub.outcomes.length === BAD.length + 1, 'every feedback message settled', 15_000).catch((e) => { throw new Error(`${e.message}: statuses ${statuses}; outcomes ${JSON.stringify(hub.outcomes)}`); });
-    await waitFor(() => caught.length === BAD.length && out.length === 1, 'errors caught and the good record out');
-    assert.deepEqual(out.map((m) => `${m.payload.originalMessageId}:${m.payload.statusCode}`), ['m1:Success']);
-    assert.deepEqual(hub.outcomes.map((o) => `${o.kind}`), [...BAD.map(() => 'rejected'), 'accepted'], 'bad ones rejected (dead-lettered), the good one accepted');
-    for (const [i, m] of caught.entries()) {
-      // (The test runtime shows message keys: the English text is in the locale file.)
-      assert.match(m.error.message, /unreadable.*: feedback: /i, m.error.message);
-      assert.equal(m.payload, Buffer.from(BAD[i], 'latin1').toString('utf8'), 'the body as it came');
-    }
-    console.log(`# ${BAD.length} unreadable feedback bodies: ${caught.length} on the Catch node, ${hub.outcomes.filter((o) => o.kind === 'rejected').length} rejected; 1 good record out\n# ${caught.map((m) => `${JSON.stringify(m.payload).slice(0, 30)}: ${m.error.message}`).join('\n# ')}`);
-  });
-});
+test(
+  'feedback bodies that are not JSON or not an array: each on the Catch node with its body, rejected; the good one still out',
+  { timeout: 30_000 },
+  async () => {
+    await withFeedbackFlow({}, async (hub, { out, caught, statuses }) => {
+      await waitFor(() => hub.outcomes.length === BAD.length + 1, 'every feedback message settled', 15_000).catch(
+        (e) => {
+          throw new Error(`${e.message}: statuses ${statuses}; outcomes ${JSON.stringify(hub.outcomes)}`);
+        },
+      );
+      await waitFor(() => caught.length === BAD.length && out.length === 1, 'errors caught and the good record out');
+      assert.deepEqual(
+        out.map((m) => `${m.payload.originalMessageId}:${m.payload.statusCode}`),
+        ['m1:Success'],
+      );
+      assert.deepEqual(
+        hub.outcomes.map((o) => `${o.kind}`),
+        [...BAD.map(() => 'rejected'), 'accepted'],
+        'bad ones rejected (dead-lettered), the good one accepted',
+      );
+      for (const [i, m] of caught.entries()) {
+        // (The test runtime shows message keys: the English text is in the locale file.)
+        assert.match(m.error.message, /unreadable.*: feedback: /i, m.error.message);
+        assert.equal(m.payload, Buffer.from(BAD[i], 'latin1').toString('utf8'), 'the body as it came');
+      }
+      console.log(
+        `# ${BAD.length} unreadable feedback bodies: ${caught.length} on the Catch node, ${hub.outcomes.filter((o) => o.kind === 'rejected').length} rejected; 1 good record out\n# ${caught.map((m) => `${JSON.stringify(m.payload).slice(0, 30)}: ${m.error.message}`).join('\n# ')}`,
+      );
+    });
+  },
+);
 
 test('a feedback link the hub detaches is attached again: feedback keeps coming', { timeout: 30_000 }, async () => {
   await withFeedbackFlow({ bodies: [GOOD], detachFirst: true }, async (hub, { out, caught, statuses }) => {
-    await waitFor(() => out.length === 1, 'the record sent on the second feedback link', 15_000)
-      .catch((e) => { throw new Error(`${e.message}: ${hub.feedbackLinks.length} feedback links; statuses ${statuses}`); });
+    await waitFor(() => out.length === 1, 'the record sent on the second feedback link', 15_000).catch((e) => {
+      throw new Error(`${e.message}: ${hub.feedbackLinks.length} feedback links; statuses ${statuses}`);
+    });
     assert.equal(hub.feedbackLinks.length, 2, 'detached once, attached again once');
     assert.equal(out[0].payload.originalMessageId, 'm1');
     assert.deepEqual(caught, [], 'no error on the Catch node');
-    console.log(`# feedback link detached by the hub: attached again (${hub.feedbackLinks.length} attaches), statuses ${[...new Set(statuses)].join(', ')}`);
+    console.log(
+      `# feedback link detached by the hub: attached again (${hub.feedbackLinks.length} attaches), statuses ${[...new Set(statuses)].join(', ')}`,
+    );
   });
 });

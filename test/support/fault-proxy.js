@@ -8,10 +8,14 @@ async function faultProxy(targetPort) {
   let stalled = false;
   let delayMs = 0;
   // Same delay for every chunk, so order is kept.
-  const forward = (src, dst) => src.on('data', (chunk) => {
-    if (delayMs === 0) dst.write(chunk);
-    else setTimeout(() => { if (!dst.destroyed) dst.write(chunk); }, delayMs);
-  });
+  const forward = (src, dst) =>
+    src.on('data', (chunk) => {
+      if (delayMs === 0) dst.write(chunk);
+      else
+        setTimeout(() => {
+          if (!dst.destroyed) dst.write(chunk);
+        }, delayMs);
+    });
   const server = net.createServer((client) => {
     accepted++;
     // A stalled hub still accepts (the kernel does) but answers nothing: hold the bytes until resume.

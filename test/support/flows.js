@@ -42,9 +42,17 @@ async function startHub(options = {}) {
 function configNode(hub, extra = {}) {
   return {
     node: {
-      id: 'cfg', type: 'iothub-connection', name: 'hub', mode: 'azure',
-      deviceTransport: 'mqtt', serviceTransport: 'amqp', tokenLifetime: 3600,
-      mqttPort: hub.ports.mqtts, amqpPort: hub.ports.amqps, wsPort: hub.ports.https, ...extra,
+      id: 'cfg',
+      type: 'iothub-connection',
+      name: 'hub',
+      mode: 'azure',
+      deviceTransport: 'mqtt',
+      serviceTransport: 'amqp',
+      tokenLifetime: 3600,
+      mqttPort: hub.ports.mqtts,
+      amqpPort: hub.ports.amqps,
+      wsPort: hub.ports.https,
+      ...extra,
     },
     credentials: { cfg: { connectionString: hub.hubConnectionString, ca: hub.caPem } },
   };
@@ -77,12 +85,45 @@ function twoDevicesFlow(hub, { mqttDevice, amqpDevice, cfgExtra = {}, amqpCfgExt
   return {
     credentials: { cfg: mqttCfg.credentials.cfg, cfgA: amqpCfg.credentials.cfg },
     flow: [
-      { id: 'tab', type: 'tab' }, mqttCfg.node, amqpCfg.node,
-      at({ id: 'rm', type: 'iothub-device-receive', connection: 'cfg', deviceId: mqttDevice, output: 'string', settle: 'auto', wires: [['out']] }),
-      at({ id: 'ra', type: 'iothub-device-receive', connection: 'cfgA', deviceId: amqpDevice, output: 'string', settle: 'auto', wires: [['out']] }),
-      at({ id: 'send', type: 'iothub-c2d-send', connection: 'cfg', deviceId: '', deviceIdType: 'str', ack: 'full', ttl: '', trackDelivery: true, trackTimeout: 60, mappings: [], wires: [['tracked']], ...send }),
+      { id: 'tab', type: 'tab' },
+      mqttCfg.node,
+      amqpCfg.node,
+      at({
+        id: 'rm',
+        type: 'iothub-device-receive',
+        connection: 'cfg',
+        deviceId: mqttDevice,
+        output: 'string',
+        settle: 'auto',
+        wires: [['out']],
+      }),
+      at({
+        id: 'ra',
+        type: 'iothub-device-receive',
+        connection: 'cfgA',
+        deviceId: amqpDevice,
+        output: 'string',
+        settle: 'auto',
+        wires: [['out']],
+      }),
+      at({
+        id: 'send',
+        type: 'iothub-c2d-send',
+        connection: 'cfg',
+        deviceId: '',
+        deviceIdType: 'str',
+        ack: 'full',
+        ttl: '',
+        trackDelivery: true,
+        trackTimeout: 60,
+        mappings: [],
+        wires: [['tracked']],
+        ...send,
+      }),
       at({ id: 'catch', type: 'catch', scope: null, uncaught: false, wires: [['caught']] }),
-      at({ id: 'out', type: 'helper' }), at({ id: 'tracked', type: 'helper' }), at({ id: 'caught', type: 'helper' }),
+      at({ id: 'out', type: 'helper' }),
+      at({ id: 'tracked', type: 'helper' }),
+      at({ id: 'caught', type: 'helper' }),
     ],
   };
 }
@@ -92,7 +133,11 @@ function waitFor(predicate, what, timeoutMs = 10000) {
   return new Promise((resolve, reject) => {
     const tick = () => {
       let v;
-      try { v = predicate(); } catch { v = undefined; }
+      try {
+        v = predicate();
+      } catch {
+        v = undefined;
+      }
       if (v) return resolve(v);
       if (Date.now() - started > timeoutMs) return reject(new Error(`timed out waiting for ${what}`));
       setTimeout(tick, 20);

@@ -10,19 +10,26 @@ if (process.env.NODE_TEST_CONTEXT) {
     return c;
   };
   const baseline = count();
-  const extra = (now) => Object.entries(now).filter(([k, n]) => n > (baseline[k] ?? 0)).map(([k, n]) => `${k} ${n - (baseline[k] ?? 0)}`);
+  const extra = (now) =>
+    Object.entries(now)
+      .filter(([k, n]) => n > (baseline[k] ?? 0))
+      .map(([k, n]) => `${k} ${n - (baseline[k] ?? 0)}`);
   // Registered once the file's own code ran, so it comes after the file's own after() hooks (which stop its servers).
-  setImmediate(() => after(async () => {
-    // Sockets and child processes take a moment to go after their close: wait for the count, up to 15 s.
-    const deadline = Date.now() + 15_000;
-    let left = extra(count());
-    while (left.length > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100).unref());
-      left = extra(count());
-    }
-    if (left.length === 0) return;
-    // Whatever holds the process open would keep it alive until the runner's time-out: report, then leave.
-    setTimeout(() => process.exit(1), 2000).unref();
-    throw new Error(`handles left open after this file's tests: ${left.join(', ')} (baseline ${JSON.stringify(baseline)})`);
-  }));
+  setImmediate(() =>
+    after(async () => {
+      // Sockets and child processes take a moment to go after their close: wait for the count, up to 15 s.
+      const deadline = Date.now() + 15_000;
+      let left = extra(count());
+      while (left.length > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100).unref());
+        left = extra(count());
+      }
+      if (left.length === 0) return;
+      // Whatever holds the process open would keep it alive until the runner's time-out: report, then leave.
+      setTimeout(() => process.exit(1), 2000).unref();
+      throw new Error(
+        `handles left open after this file's tests: ${left.join(', ')} (baseline ${JSON.stringify(baseline)})`,
+      );
+    }),
+  );
 }

@@ -23,11 +23,26 @@ async function settledTo(baseline, measure = resources) {
 function adminRequest(port, method, urlPath, body, deploymentType = 'full') {
   return new Promise((resolve, reject) => {
     const data = body ? JSON.stringify(body) : undefined;
-    const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, headers: { 'content-type': 'application/json', 'Node-RED-Deployment-Type': deploymentType, ...(data ? { 'content-length': Buffer.byteLength(data) } : {}) } }, (res) => {
-      let text = '';
-      res.on('data', (c) => { text += c; });
-      res.on('end', () => resolve({ status: res.statusCode, text }));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path: urlPath,
+        headers: {
+          'content-type': 'application/json',
+          'Node-RED-Deployment-Type': deploymentType,
+          ...(data ? { 'content-length': Buffer.byteLength(data) } : {}),
+        },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode, text }));
+      },
+    );
     req.on('error', reject);
     req.end(data);
   });

@@ -8,7 +8,11 @@ test('at most `limit` attempts at once, the rest in order of arrival; a release 
   const gate = new ConnectGate(2);
   const started = [];
   const releases = {};
-  for (const id of ['a', 'b', 'c', 'd']) gate.enter((release) => { started.push(id); releases[id] = release; });
+  for (const id of ['a', 'b', 'c', 'd'])
+    gate.enter((release) => {
+      started.push(id);
+      releases[id] = release;
+    });
   assert.deepEqual(started, ['a', 'b']);
   releases.a();
   releases.a();
@@ -21,7 +25,10 @@ test('a cancelled wait leaves the line: the next one takes the slot', () => {
   const gate = new ConnectGate(1);
   const started = [];
   let releaseA;
-  gate.enter((r) => { started.push('a'); releaseA = r; });
+  gate.enter((r) => {
+    started.push('a');
+    releaseA = r;
+  });
   const cancelB = gate.enter(() => started.push('b'));
   gate.enter(() => started.push('c'));
   cancelB();

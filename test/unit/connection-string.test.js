@@ -4,24 +4,44 @@ const assert = require('node:assert/strict');
 const { parseConnectionString, formatConnectionString } = require('../../nodes/core/connection-string.js');
 
 const KEY = 'c2VjcmV0LWtleS1ub3QtcmVhbC0wMTIzNDU2Nzg5QUJDREVGPT0=';
-const SIG = 'SharedAccessSignature sr=hub.azure-devices.net%2Fdevices%2Fd1&sig=QUJDREVGR0hJSktMTU5PUA%3D%3D&se=4102444800';
+const SIG =
+  'SharedAccessSignature sr=hub.azure-devices.net%2Fdevices%2Fd1&sig=QUJDREVGR0hJSktMTU5PUA%3D%3D&se=4102444800';
 
 test('device, module, gateway, token and x509 forms', () => {
-  assert.deepEqual(parseConnectionString(`HostName=hub.azure-devices.net;DeviceId=d1;SharedAccessKey=${KEY}`),
-    { kind: 'device', hostName: 'hub.azure-devices.net', hubName: 'hub', deviceId: 'd1', sharedAccessKey: KEY });
-  const m = parseConnectionString(`HostName=hub.azure-devices.net;DeviceId=d1;ModuleId=m1;GatewayHostName=edge.local;SharedAccessKey=${KEY}`);
+  assert.deepEqual(parseConnectionString(`HostName=hub.azure-devices.net;DeviceId=d1;SharedAccessKey=${KEY}`), {
+    kind: 'device',
+    hostName: 'hub.azure-devices.net',
+    hubName: 'hub',
+    deviceId: 'd1',
+    sharedAccessKey: KEY,
+  });
+  const m = parseConnectionString(
+    `HostName=hub.azure-devices.net;DeviceId=d1;ModuleId=m1;GatewayHostName=edge.local;SharedAccessKey=${KEY}`,
+  );
   assert.equal(m.moduleId, 'm1');
   assert.equal(m.gatewayHostName, 'edge.local');
-  assert.equal(parseConnectionString(`HostName=hub.azure-devices.net;DeviceId=d1;SharedAccessSignature=${SIG}`).sharedAccessSignature, SIG);
+  assert.equal(
+    parseConnectionString(`HostName=hub.azure-devices.net;DeviceId=d1;SharedAccessSignature=${SIG}`)
+      .sharedAccessSignature,
+    SIG,
+  );
   assert.equal(parseConnectionString('HostName=hub.azure-devices.net;DeviceId=d1;x509=true').x509, true);
-  const p = parseConnectionString(`HostName=hub.azure-devices.net;DeviceId=d 1/é;SharedAccessKeyName=iothubowner;SharedAccessKey=${KEY}`);
+  const p = parseConnectionString(
+    `HostName=hub.azure-devices.net;DeviceId=d 1/é;SharedAccessKeyName=iothubowner;SharedAccessKey=${KEY}`,
+  );
   assert.equal(p.sharedAccessKeyName, 'iothubowner');
   assert.equal(p.deviceId, 'd 1/é');
 });
 
 test('service form; host with port; values containing "="; trailing ";" tolerated', () => {
   const s = parseConnectionString(`HostName=localhost:5671;SharedAccessKeyName=service;SharedAccessKey=${KEY};`);
-  assert.deepEqual(s, { kind: 'service', hostName: 'localhost:5671', hubName: 'localhost', sharedAccessKeyName: 'service', sharedAccessKey: KEY });
+  assert.deepEqual(s, {
+    kind: 'service',
+    hostName: 'localhost:5671',
+    hubName: 'localhost',
+    sharedAccessKeyName: 'service',
+    sharedAccessKey: KEY,
+  });
 });
 
 test('format is canonical and parses back', () => {
@@ -70,14 +90,20 @@ const corpus = [
 test(`${corpus.length} malformed connection strings: clear errors naming the field, never the key`, () => {
   assert.ok(corpus.length >= 30);
   for (const [text, field] of corpus) {
-    assert.throws(() => parseConnectionString(text), (e) => {
-      assert.equal(e.code, 'INVALID_CONNECTION_STRING', text);
-      assert.equal(e.field, field, `${JSON.stringify(text.slice(0, 50))}: ${e.message}`);
-      assert.ok(!e.message.includes(KEY) && !e.message.includes(KEY.slice(0, 12)), `key leaked: ${e.message}`);
-      assert.ok(!e.message.includes('QUJDREVGR0hJSktMTU5PUA'), `signature leaked: ${e.message}`);
-      assert.match(e.message, /^connection string: .{10,}/);
-      return true;
-    });
+    assert.throws(
+      () => parseConnectionString(text),
+      (e) => {
+        assert.equal(e.code, 'INVALID_CONNECTION_STRING', text);
+        assert.equal(e.field, field, `${JSON.stringify(text.slice(0, 50))}: ${e.message}`);
+        assert.ok(!e.message.includes(KEY) && !e.message.includes(KEY.slice(0, 12)), `key leaked: ${e.message}`);
+        assert.ok(!e.message.includes('QUJDREVGR0hJSktMTU5PUA'), `signature leaked: ${e.message}`);
+        assert.match(e.message, /^connection string: .{10,}/);
+        return true;
+      },
+    );
   }
-  assert.throws(() => parseConnectionString(undefined), (e) => e.code === 'INVALID_CONNECTION_STRING');
+  assert.throws(
+    () => parseConnectionString(undefined),
+    (e) => e.code === 'INVALID_CONNECTION_STRING',
+  );
 });

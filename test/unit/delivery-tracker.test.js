@@ -3,11 +3,22 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { DeliveryTracker, outcomeOf } = require('../../nodes/core/delivery-tracker.js');
 
-const rec = (id, statusCode) => ({ originalMessageId: id, deviceId: 'd', statusCode, description: statusCode, enqueuedTimeUtc: '' });
+const rec = (id, statusCode) => ({
+  originalMessageId: id,
+  deviceId: 'd',
+  statusCode,
+  description: statusCode,
+  enqueuedTimeUtc: '',
+});
 
 test('each status maps to one outcome', () => {
-  assert.deepEqual(['Success', 'Expired', 'Rejected', 'DeliveryCountExceeded', 'Purged'].map(outcomeOf),
-    ['delivered', 'expired', 'rejected', 'deliveryCountExceeded', 'purged']);
+  assert.deepEqual(['Success', 'Expired', 'Rejected', 'DeliveryCountExceeded', 'Purged'].map(outcomeOf), [
+    'delivered',
+    'expired',
+    'rejected',
+    'deliveryCountExceeded',
+    'purged',
+  ]);
 });
 
 test('a record settles its message once; unknown ids are ignored', () => {

@@ -9,11 +9,57 @@ const { parseSasToken } = require('../../nodes/core/sas.js');
 const { IotHubError } = require('../../nodes/core/errors.js');
 
 let seed = 12345;
-const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-const pieces = ['%', '%2', '%24.', '%zz', '&', '=', '$.mid', 'iothub-ack', '/', '#', '+', ' ', 'é', '🙂', '\u0000', '\ud800', ';', 'HostName', 'DeviceId',
-  'SharedAccessKey', 'SharedAccessKeyName', 'x509', 'true', 'SharedAccessSignature ', 'sr', 'sig', 'se', 'skn', '[', ']', '{', '}', '"', ':', ',', 'null',
-  '1', '-1', 'statusCode', 'Success', 'originalMessageId', 'aGVsbG8=', 'devices/d/messages/devicebound', 'a', 'ZZ', '\n'];
-const junk = (max) => Array.from({ length: Math.floor(rnd() * max) }, () => pieces[Math.floor(rnd() * pieces.length)]).join('');
+const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+const pieces = [
+  '%',
+  '%2',
+  '%24.',
+  '%zz',
+  '&',
+  '=',
+  '$.mid',
+  'iothub-ack',
+  '/',
+  '#',
+  '+',
+  ' ',
+  'é',
+  '🙂',
+  '\u0000',
+  '\ud800',
+  ';',
+  'HostName',
+  'DeviceId',
+  'SharedAccessKey',
+  'SharedAccessKeyName',
+  'x509',
+  'true',
+  'SharedAccessSignature ',
+  'sr',
+  'sig',
+  'se',
+  'skn',
+  '[',
+  ']',
+  '{',
+  '}',
+  '"',
+  ':',
+  ',',
+  'null',
+  '1',
+  '-1',
+  'statusCode',
+  'Success',
+  'originalMessageId',
+  'aGVsbG8=',
+  'devices/d/messages/devicebound',
+  'a',
+  'ZZ',
+  '\n',
+];
+const junk = (max) =>
+  Array.from({ length: Math.floor(rnd() * max) }, () => pieces[Math.floor(rnd() * pieces.length)]).join('');
 
 const codecs = {
   'property bag': (s) => decodePropertyBag(s),
@@ -31,7 +77,10 @@ for (const [name, decode] of Object.entries(codecs)) {
       try {
         decode(input);
       } catch (err) {
-        assert.ok(err instanceof IotHubError, `${name} threw ${err && err.constructor.name} for ${JSON.stringify(input)}: ${err && err.message}`);
+        assert.ok(
+          err instanceof IotHubError,
+          `${name} threw ${err && err.constructor.name} for ${JSON.stringify(input)}: ${err && err.message}`,
+        );
         typed++;
       }
     }

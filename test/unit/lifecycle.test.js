@@ -10,20 +10,30 @@ test('renewal lands between 65 % and 80 % of the token life, spread by the rando
   const fired = [];
   for (const r of [0, 0.5, 1]) {
     const life = new ConnectionLifecycle(undefined, () => undefined);
-    life.renewBefore(1_000_000_000 / 1000 + 1000, () => fired.push([r, Date.now() - 1_000_000_000]), () => r);
+    life.renewBefore(
+      1_000_000_000 / 1000 + 1000,
+      () => fired.push([r, Date.now() - 1_000_000_000]),
+      () => r,
+    );
   }
   t.mock.timers.tick(649_999);
   assert.deepEqual(fired, []);
   t.mock.timers.tick(1);
   t.mock.timers.tick(75_000);
   t.mock.timers.tick(75_000);
-  assert.deepEqual(fired, [[0, 650_000], [0.5, 725_000], [1, 800_000]]);
+  assert.deepEqual(fired, [
+    [0, 650_000],
+    [0.5, 725_000],
+    [1, 800_000],
+  ]);
 });
 
 test('a lost connection is retried after the backoff; unauthorized on the slow schedule; close stops both timers', (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const events = [];
-  const life = new ConnectionLifecycle({ initialDelayMs: 1000, jitter: 0, unauthorizedInitialDelayMs: 10_000 }, (ev) => events.push(ev));
+  const life = new ConnectionLifecycle({ initialDelayMs: 1000, jitter: 0, unauthorizedInitialDelayMs: 10_000 }, (ev) =>
+    events.push(ev),
+  );
   let reconnects = 0;
   life.connecting();
   life.lost(new IotHubError('CONNECTION_LOST', 'gone'), () => reconnects++);
@@ -32,7 +42,10 @@ test('a lost connection is retried after the backoff; unauthorized on the slow s
   assert.equal(reconnects, 1);
   life.connecting();
   life.lost(new IotHubError('UNAUTHORIZED', 'no'), () => reconnects++);
-  assert.deepEqual([events.at(-1).state, events.at(-1).attempt, events.at(-1).nextRetryMs], ['unauthorized', 2, 20_000]);
+  assert.deepEqual(
+    [events.at(-1).state, events.at(-1).attempt, events.at(-1).nextRetryMs],
+    ['unauthorized', 2, 20_000],
+  );
   let renewed = 0;
   life.renewBefore(Date.now() / 1000 + 100, () => renewed++);
   life.close();

@@ -18,16 +18,23 @@ test('payload types become bodies; objects become JSON with a content type', () 
 
 test('an empty or circular payload is an error naming payload', () => {
   for (const p of [undefined, null]) {
-    assert.throws(() => payloadToBody(p), (e) => e.code === 'INVALID_MESSAGE' && e.field === 'payload' && /msg\.payload/.test(e.message));
+    assert.throws(
+      () => payloadToBody(p),
+      (e) => e.code === 'INVALID_MESSAGE' && e.field === 'payload' && /msg\.payload/.test(e.message),
+    );
   }
   const c = {};
   c.self = c;
-  assert.throws(() => payloadToBody(c), (e) => e.field === 'payload' && /JSON/.test(e.message));
+  assert.throws(
+    () => payloadToBody(c),
+    (e) => e.field === 'payload' && /JSON/.test(e.message),
+  );
 });
 
 test('rows set system and application properties; a mapped contentType wins over JSON', () => {
   const m = buildC2DMessage({
-    ...base, payload: { x: 1 },
+    ...base,
+    payload: { x: 1 },
     rows: [
       { name: 'messageId', value: 'order-7', row: 1 },
       { name: 'correlationId', value: 'c & = % + # / $ é', row: 2 },
@@ -61,27 +68,45 @@ test('bad rows are errors that name the row', () => {
     [{ name: 'iothub-ack', value: 'full', row: 6 }, /row 6.*acknowledgement/],
   ];
   for (const [row, re] of cases) {
-    assert.throws(() => buildC2DMessage({ ...base, payload: 'x', rows: [row] }),
-      (e) => e.code === 'INVALID_MESSAGE' && e.field === `mappings[${row.row}]` && re.test(e.message), String(re));
+    assert.throws(
+      () => buildC2DMessage({ ...base, payload: 'x', rows: [row] }),
+      (e) => e.code === 'INVALID_MESSAGE' && e.field === `mappings[${row.row}]` && re.test(e.message),
+      String(re),
+    );
   }
 });
 
 test('messageId over 128 characters or not printable ASCII is refused', () => {
-  assert.doesNotThrow(() => buildC2DMessage({ ...base, payload: 'x', rows: [{ name: 'messageId', value: 'm'.repeat(128), row: 1 }] }));
-  assert.throws(() => buildC2DMessage({ ...base, payload: 'x', rows: [{ name: 'messageId', value: 'm'.repeat(129), row: 1 }] }),
-    (e) => e.field === 'messageId' && /128/.test(e.message));
-  assert.throws(() => buildC2DMessage({ ...base, payload: 'x', rows: [{ name: 'messageId', value: 'é', row: 1 }] }),
-    (e) => e.field === 'messageId');
+  assert.doesNotThrow(() =>
+    buildC2DMessage({ ...base, payload: 'x', rows: [{ name: 'messageId', value: 'm'.repeat(128), row: 1 }] }),
+  );
+  assert.throws(
+    () => buildC2DMessage({ ...base, payload: 'x', rows: [{ name: 'messageId', value: 'm'.repeat(129), row: 1 }] }),
+    (e) => e.field === 'messageId' && /128/.test(e.message),
+  );
+  assert.throws(
+    () => buildC2DMessage({ ...base, payload: 'x', rows: [{ name: 'messageId', value: 'é', row: 1 }] }),
+    (e) => e.field === 'messageId',
+  );
 });
 
 test('the 64 KB limit counts body and properties', () => {
   const ok = buildC2DMessage({ ...base, payload: Buffer.alloc(60 * 1024) });
   assert.equal(ok.body.length, 60 * 1024);
-  assert.throws(() => buildC2DMessage({ ...base, payload: Buffer.alloc(70 * 1024) }), (e) => e.field === 'payload' && /65536/.test(e.message));
+  assert.throws(
+    () => buildC2DMessage({ ...base, payload: Buffer.alloc(70 * 1024) }),
+    (e) => e.field === 'payload' && /65536/.test(e.message),
+  );
   // Body alone fits; the properties push it over.
-  assert.throws(() => buildC2DMessage({
-    ...base, payload: Buffer.alloc(MAX_C2D_MESSAGE_BYTES - 100), rows: [{ name: 'p', value: 'v'.repeat(200), row: 1 }],
-  }), (e) => e.code === 'INVALID_MESSAGE');
+  assert.throws(
+    () =>
+      buildC2DMessage({
+        ...base,
+        payload: Buffer.alloc(MAX_C2D_MESSAGE_BYTES - 100),
+        rows: [{ name: 'p', value: 'v'.repeat(200), row: 1 }],
+      }),
+    (e) => e.code === 'INVALID_MESSAGE',
+  );
 });
 
 test('expiry: ttl seconds relative to now, msg.expiryTimeUtc absolute and winning', () => {
@@ -96,7 +121,10 @@ test('expiry: ttl seconds relative to now, msg.expiryTimeUtc absolute and winnin
 
 test('ack modes are validated', () => {
   assert.equal(parseAck('full', 'msg.ack'), 'full');
-  assert.throws(() => parseAck('all', 'msg.ack'), (e) => e.field === 'msg.ack' && /none, positive, negative, full/.test(e.message));
+  assert.throws(
+    () => parseAck('all', 'msg.ack'),
+    (e) => e.field === 'msg.ack' && /none, positive, negative, full/.test(e.message),
+  );
 });
 
 test('templates render against the msg without HTML escaping', () => {

@@ -2,26 +2,62 @@
 // What each node makes of its saved properties: the editor's defaults for what is missing, and nothing odd let through.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { connectionSettings, deviceReceiveSettings, c2dSendSettings, c2dFeedbackSettings, port } = require('../../nodes/node-settings.js');
+const {
+  connectionSettings,
+  deviceReceiveSettings,
+  c2dSendSettings,
+  c2dFeedbackSettings,
+  port,
+} = require('../../nodes/node-settings.js');
 
 test('an empty definition gets the defaults the editor shows', () => {
   assert.deepEqual(connectionSettings({ id: 'c', type: 'iothub-connection' }), {
-    mode: 'azure', deviceTransport: 'mqtt', serviceTransport: 'amqp', tokenLifetimeSec: 3600, keepAliveSec: 180,
-    sendQueueLimit: 10_000, sendQueueTimeoutMs: 30_000, connectionStringEnv: '',
+    mode: 'azure',
+    deviceTransport: 'mqtt',
+    serviceTransport: 'amqp',
+    tokenLifetimeSec: 3600,
+    keepAliveSec: 180,
+    sendQueueLimit: 10_000,
+    sendQueueTimeoutMs: 30_000,
+    connectionStringEnv: '',
     ports: { mqtt: undefined, amqp: undefined, ws: undefined },
     localHub: { mqttsPort: undefined, amqpsPort: undefined, httpsPort: undefined, dataDir: undefined },
   });
-  assert.deepEqual(deviceReceiveSettings({ id: 'r', type: 'iothub-device-receive' }), { connection: '', deviceId: '', deviceIdType: 'str', output: 'auto', settle: 'auto' });
+  assert.deepEqual(deviceReceiveSettings({ id: 'r', type: 'iothub-device-receive' }), {
+    connection: '',
+    deviceId: '',
+    deviceIdType: 'str',
+    output: 'auto',
+    settle: 'auto',
+  });
   assert.deepEqual(c2dSendSettings({ id: 's', type: 'iothub-c2d-send' }), {
-    connection: '', deviceId: '', deviceIdType: 'str', ack: 'none', ttlSec: undefined, rows: [], trackDelivery: false, trackTimeoutMs: 60_000,
+    connection: '',
+    deviceId: '',
+    deviceIdType: 'str',
+    ack: 'none',
+    ttlSec: undefined,
+    rows: [],
+    trackDelivery: false,
+    trackTimeoutMs: 60_000,
   });
   assert.deepEqual(c2dFeedbackSettings({ id: 'f', type: 'iothub-c2d-feedback' }), { connection: '', split: true });
 });
 
 test('saved values as the editor writes them (strings for numbers and booleans) and as imports carry them', () => {
   const c = connectionSettings({
-    id: 'c', type: 'iothub-connection', mode: 'local', deviceTransport: 'amqp-ws', serviceTransport: 'amqp-ws', tokenLifetime: '60',
-    keepAlive: 30, sendQueueLimit: '5', sendQueueTimeout: '2', connectionStringEnv: ' HUB ', mqttPort: '1883', amqpPort: 5672, wsPort: '',
+    id: 'c',
+    type: 'iothub-connection',
+    mode: 'local',
+    deviceTransport: 'amqp-ws',
+    serviceTransport: 'amqp-ws',
+    tokenLifetime: '60',
+    keepAlive: 30,
+    sendQueueLimit: '5',
+    sendQueueTimeout: '2',
+    connectionStringEnv: ' HUB ',
+    mqttPort: '1883',
+    amqpPort: 5672,
+    wsPort: '',
     localHub: { mqttsPort: '0', dataDir: '/tmp/x' },
   });
   assert.equal(c.mode, 'local');
@@ -31,17 +67,43 @@ test('saved values as the editor writes them (strings for numbers and booleans) 
   assert.equal(c.connectionStringEnv, 'HUB');
   assert.deepEqual(c.ports, { mqtt: 1883, amqp: 5672, ws: undefined });
   assert.deepEqual(c.localHub, { mqttsPort: 0, amqpsPort: undefined, httpsPort: undefined, dataDir: '/tmp/x' });
-  const s = c2dSendSettings({ id: 's', type: 'iothub-c2d-send', ack: 'full', ttl: '30', trackDelivery: 'true', trackTimeout: '5', mappings: [{ name: 'a', value: 'b', valueType: 'str' }] });
+  const s = c2dSendSettings({
+    id: 's',
+    type: 'iothub-c2d-send',
+    ack: 'full',
+    ttl: '30',
+    trackDelivery: 'true',
+    trackTimeout: '5',
+    mappings: [{ name: 'a', value: 'b', valueType: 'str' }],
+  });
   assert.deepEqual([s.ack, s.ttlSec, s.trackDelivery, s.trackTimeoutMs, s.rows.length], ['full', 30, true, 5000, 1]);
   assert.equal(c2dFeedbackSettings({ id: 'f', type: 'x', split: 'false' }).split, false);
-  assert.equal(deviceReceiveSettings({ id: 'r', type: 'x', deviceId: '  d1 ', settle: 'manual', output: 'json' }).deviceId, 'd1');
+  assert.equal(
+    deviceReceiveSettings({ id: 'r', type: 'x', deviceId: '  d1 ', settle: 'manual', output: 'json' }).deviceId,
+    'd1',
+  );
 });
 
 test('values outside what a setting allows fall back to its default rather than reaching a connection', () => {
-  const c = connectionSettings({ id: 'c', type: 'x', deviceTransport: 'http', serviceTransport: 'mqtt', tokenLifetime: -5, keepAlive: 'soon', mqttPort: 70000, amqpPort: 1.5 });
-  assert.deepEqual([c.deviceTransport, c.serviceTransport, c.tokenLifetimeSec, c.keepAliveSec, c.ports.mqtt, c.ports.amqp], ['mqtt', 'amqp', 3600, 180, undefined, undefined]);
+  const c = connectionSettings({
+    id: 'c',
+    type: 'x',
+    deviceTransport: 'http',
+    serviceTransport: 'mqtt',
+    tokenLifetime: -5,
+    keepAlive: 'soon',
+    mqttPort: 70000,
+    amqpPort: 1.5,
+  });
+  assert.deepEqual(
+    [c.deviceTransport, c.serviceTransport, c.tokenLifetimeSec, c.keepAliveSec, c.ports.mqtt, c.ports.amqp],
+    ['mqtt', 'amqp', 3600, 180, undefined, undefined],
+  );
   const s = c2dSendSettings({ id: 's', type: 'x', ack: 'always', ttl: 'never', trackTimeout: 0, mappings: 'rows' });
   assert.deepEqual([s.ack, s.ttlSec, s.trackTimeoutMs, s.rows], ['none', undefined, 60_000, []]);
   assert.equal(deviceReceiveSettings({ id: 'r', type: 'x', output: 'xml', settle: 'later' }).output, 'auto');
-  assert.deepEqual([port('8883'), port(' '), port(null), port('0x10'), port(65536)], [8883, undefined, undefined, 16, undefined]);
+  assert.deepEqual(
+    [port('8883'), port(' '), port(null), port('0x10'), port(65536)],
+    [8883, undefined, undefined, 16, undefined],
+  );
 });

@@ -1,12 +1,34 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { encodePropertyBag, decodePropertyBag, c2dTopic, parseC2DTopic, decodeC2DPublish, c2dSubscription } = require('../../nodes/core/property-bag.js');
+const {
+  encodePropertyBag,
+  decodePropertyBag,
+  c2dTopic,
+  parseC2DTopic,
+  decodeC2DPublish,
+  c2dSubscription,
+} = require('../../nodes/core/property-bag.js');
 
-const HOSTILE = ['% & = + # / $', ' ', 'é漢字🙂', '', 'a=b&c=d', '%24.mid', '100%', '+plus+', '#hash', 'slash/es', '$dollar', '\u0000nul', 'tab\tnew\nline'];
+const HOSTILE = [
+  '% & = + # / $',
+  ' ',
+  'é漢字🙂',
+  '',
+  'a=b&c=d',
+  '%24.mid',
+  '100%',
+  '+plus+',
+  '#hash',
+  'slash/es',
+  '$dollar',
+  '\u0000nul',
+  'tab\tnew\nline',
+];
 
 test('the real hub example decodes', () => {
-  const topic = 'devices/my-device-1/messages/devicebound/%24.mid=84c0&%24.to=%2Fdevices%2Fmy-device-1%2Fmessages%2FdeviceBound&%24.ct=text%2Fplain%3B%20charset%3DUTF-8&iothub-ack=full';
+  const topic =
+    'devices/my-device-1/messages/devicebound/%24.mid=84c0&%24.to=%2Fdevices%2Fmy-device-1%2Fmessages%2FdeviceBound&%24.ct=text%2Fplain%3B%20charset%3DUTF-8&iothub-ack=full';
   const m = decodeC2DPublish(topic, Buffer.from('hi'));
   assert.equal(m.messageId, '84c0');
   assert.equal(m.to, '/devices/my-device-1/messages/deviceBound');
@@ -19,28 +41,57 @@ test('the real hub example decodes', () => {
 });
 
 test('encoding escapes $ / & = % + # and space', () => {
-  const bag = encodePropertyBag({ body: Buffer.alloc(0), messageId: 'a b', properties: { 'k&=': 'v%+#/$' }, ack: 'full' });
+  const bag = encodePropertyBag({
+    body: Buffer.alloc(0),
+    messageId: 'a b',
+    properties: { 'k&=': 'v%+#/$' },
+    ack: 'full',
+  });
   assert.equal(bag, '%24.mid=a%20b&k%26%3D=v%25%2B%23%2F%24&iothub-ack=full');
 });
 
 test('hostile keys and values round-trip; system properties and ack are not application properties', () => {
   for (const v of HOSTILE) {
     const key = v || 'empty';
-    const m = { body: Buffer.alloc(0), messageId: v || 'x', correlationId: v, contentType: 'application/json', contentEncoding: 'utf-8', userId: 'u', to: '/devices/d/messages/devicebound', expiryTimeUtc: Date.UTC(2030, 0, 2, 3, 4, 5, 6), ack: 'negative', properties: { [key]: v, plain: 'x' } };
+    const m = {
+      body: Buffer.alloc(0),
+      messageId: v || 'x',
+      correlationId: v,
+      contentType: 'application/json',
+      contentEncoding: 'utf-8',
+      userId: 'u',
+      to: '/devices/d/messages/devicebound',
+      expiryTimeUtc: Date.UTC(2030, 0, 2, 3, 4, 5, 6),
+      ack: 'negative',
+      properties: { [key]: v, plain: 'x' },
+    };
     const topic = c2dTopic('d', m);
     assert.ok(topic.startsWith('devices/d/messages/devicebound/'));
     assert.ok(!/[ #+]/.test(topic.slice('devices/d/messages/devicebound/'.length)), topic);
     const back = decodeC2DPublish(topic, Buffer.alloc(0));
-    for (const f of ['messageId', 'correlationId', 'contentType', 'contentEncoding', 'userId', 'to', 'expiryTimeUtc', 'ack']) assert.deepEqual(back[f], m[f], `${f} of ${JSON.stringify(v)}`);
+    for (const f of [
+      'messageId',
+      'correlationId',
+      'contentType',
+      'contentEncoding',
+      'userId',
+      'to',
+      'expiryTimeUtc',
+      'ack',
+    ])
+      assert.deepEqual(back[f], m[f], `${f} of ${JSON.stringify(v)}`);
     assert.deepEqual(back.properties, m.properties);
   }
 });
 
 test('seeded random round-trips (3000 cases)', () => {
   let seed = 42;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-  const alphabet = 'aZ09 %&=+#/$.-_~!\'()*é漢🙂\t';
-  const str = (n) => Array.from({ length: Math.floor(rnd() * n) }, () => [...alphabet][Math.floor(rnd() * [...alphabet].length)]).join('');
+  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const alphabet = "aZ09 %&=+#/$.-_~!'()*é漢🙂\t";
+  const str = (n) =>
+    Array.from({ length: Math.floor(rnd() * n) }, () => [...alphabet][Math.floor(rnd() * [...alphabet].length)]).join(
+      '',
+    );
   for (let i = 0; i < 3000; i++) {
     const properties = {};
     for (let j = Math.floor(rnd() * 4); j > 0; j--) {
@@ -75,7 +126,13 @@ test('64 KB bodies and UUID ids pass through untouched', () => {
 
 test('malformed percent-encoding is a typed error, not a crash', () => {
   for (const bag of ['%', 'k=%E0%A4%A', '%zz=1', 'k=%']) {
-    assert.throws(() => decodePropertyBag(bag), (e) => e.code === 'PROTOCOL_ERROR');
+    assert.throws(
+      () => decodePropertyBag(bag),
+      (e) => e.code === 'PROTOCOL_ERROR',
+    );
   }
-  assert.throws(() => decodeC2DPublish('devices/d/other', Buffer.alloc(0)), (e) => e.code === 'PROTOCOL_ERROR');
+  assert.throws(
+    () => decodeC2DPublish('devices/d/other', Buffer.alloc(0)),
+    (e) => e.code === 'PROTOCOL_ERROR',
+  );
 });

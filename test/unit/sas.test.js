@@ -2,7 +2,14 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
-const { createSasToken, parseSasToken, verifySasToken, scopeCovers, deviceResourceUri, secondsToExpiry } = require('../../nodes/core/sas.js');
+const {
+  createSasToken,
+  parseSasToken,
+  verifySasToken,
+  scopeCovers,
+  deviceResourceUri,
+  secondsToExpiry,
+} = require('../../nodes/core/sas.js');
 
 const KEY = crypto.randomBytes(32).toString('base64');
 const future = Math.floor(Date.now() / 1000) + 3600;
@@ -64,12 +71,27 @@ test('a + in the signature is not a space', () => {
 });
 
 test('malformed tokens throw INVALID_TOKEN without echoing the signature', () => {
-  for (const t of ['', 'sr=a&sig=b&se=1', 'SharedAccessSignature ', 'SharedAccessSignature sr=a&se=1', 'SharedAccessSignature sr=a&sig=b',
-    'SharedAccessSignature sr=a&sig=b&se=soon', 'SharedAccessSignature sr=%E0%A4%A&sig=b&se=1', 'SharedAccessSignature sr=a&sig=b&se=1&se=2',
-    'SharedAccessSignature sr=a&sig&se=1']) {
-    assert.throws(() => parseSasToken(t), (e) => e.code === 'INVALID_TOKEN' && !/sig=b/.test(e.message), t);
+  for (const t of [
+    '',
+    'sr=a&sig=b&se=1',
+    'SharedAccessSignature ',
+    'SharedAccessSignature sr=a&se=1',
+    'SharedAccessSignature sr=a&sig=b',
+    'SharedAccessSignature sr=a&sig=b&se=soon',
+    'SharedAccessSignature sr=%E0%A4%A&sig=b&se=1',
+    'SharedAccessSignature sr=a&sig=b&se=1&se=2',
+    'SharedAccessSignature sr=a&sig&se=1',
+  ]) {
+    assert.throws(
+      () => parseSasToken(t),
+      (e) => e.code === 'INVALID_TOKEN' && !/sig=b/.test(e.message),
+      t,
+    );
   }
-  assert.throws(() => parseSasToken(undefined), (e) => e.code === 'INVALID_TOKEN');
+  assert.throws(
+    () => parseSasToken(undefined),
+    (e) => e.code === 'INVALID_TOKEN',
+  );
 });
 
 test('scope covers by path segment, case-insensitively, ignoring scheme and encoding', () => {
