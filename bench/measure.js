@@ -480,17 +480,15 @@ const cases = {
     const rhea = require('rhea');
     const id = 'bare-rhea-send';
     await (await ourDevice(id, () => undefined)).close();
-    const c = rhea
-      .create_container()
-      .connect({
-        host: '127.0.0.1',
-        port: hub.ports.amqps,
-        transport: 'tls',
-        ca: hub.caPem,
-        servername: 'localhost',
-        hostname: 'localhost',
-        reconnect: false,
-      });
+    const c = rhea.create_container().connect({
+      host: '127.0.0.1',
+      port: hub.ports.amqps,
+      transport: 'tls',
+      ca: hub.caPem,
+      servername: 'localhost',
+      hostname: 'localhost',
+      reconnect: false,
+    });
     await new Promise((r) => c.once('connection_open', r));
     const cbsOut = c.open_sender('$cbs');
     const cbsIn = c.open_receiver('$cbs');

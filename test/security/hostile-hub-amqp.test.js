@@ -75,12 +75,10 @@ async function hostileAmqpHub(material) {
   container.on('message', (ctx) => {
     if (ctx.receiver.target?.address === '$cbs') {
       if (h.silentCbs) return;
-      cbsReply
-        .get(ctx.connection)
-        .send({
-          correlation_id: ctx.message.message_id,
-          application_properties: { 'status-code': 200, 'status-description': 'OK' },
-        });
+      cbsReply.get(ctx.connection).send({
+        correlation_id: ctx.message.message_id,
+        application_properties: { 'status-code': 200, 'status-description': 'OK' },
+      });
     } else if (ctx.receiver.target?.address === '/messages/devicebound') {
       h.sent.push(ctx.message);
       if (h.settleSend) h.settleSend(ctx.delivery);
