@@ -12,16 +12,12 @@ const path = require('node:path');
 const net = require('node:net');
 const tls = require('node:tls');
 const mqttPacket = require('mqtt-packet');
+const { watchCrashes } = require('../support/crash-watch');
 const { helper, nodeModules, waitFor } = require('../support/flows');
 const { ensureTlsMaterial } = require('../../nodes/localhub/tls.js');
 
 // Anything that escapes a handler fails the case it happened in (and keeps the process up long enough to say so).
-const uncaught = [];
-const unhandled = [];
-const onUncaught = (err) => uncaught.push(err);
-const onUnhandled = (err) => unhandled.push(err);
-process.on('uncaughtException', onUncaught);
-process.on('unhandledRejection', onUnhandled);
+const crashes = watchCrashes();
 
 const DEVICE = 'hostile-m';
 const PREFIX = `devices/${DEVICE}/messages/devicebound/`;
@@ -480,13 +476,11 @@ test(
             `${good} delivered`,
             15_000,
           );
-          assert.deepEqual(uncaught.map(String), [], 'no uncaught exception');
-          assert.deepEqual(unhandled.map(String), [], 'no unhandled rejection');
+          crashes.assertNone();
           results.push({ i, name: c.name, expect: c.expect, ok: true, ms: Date.now() - started });
         } catch (err) {
           results.push({ i, name: c.name, expect: c.expect, ok: false, err: err.message.split('\n')[0] });
-          uncaught.length = 0;
-          unhandled.length = 0;
+          crashes.clear();
           // The next case needs a live connection: put the behaviour back.
           Object.assign(hub.behaviour, { connack: true, suback: true, subackCode: 1, connackCode: 0 });
         }
@@ -503,8 +497,7 @@ test(
       await helper.stopServer();
       await hub.close();
       fs.rmSync(dir, { recursive: true, force: true });
-      process.off('uncaughtException', onUncaught);
-      process.off('unhandledRejection', onUnhandled);
+      crashes.stop();
     }
   },
 );
