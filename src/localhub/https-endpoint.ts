@@ -10,6 +10,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import { IotHubError } from '../core/errors';
 import { AmqpEndpoint } from './amqp-endpoint';
 import { HubContext } from './context';
+import { ServerSockets } from './server-sockets';
 import { MqttEndpoint } from './mqtt-endpoint';
 import { Device, Permission } from './registry';
 
@@ -174,12 +175,9 @@ export function createHttpsEndpoint(
       });
     });
   });
-  const sockets = new Set<net.Socket>();
-  server.on('secureConnection', (s: net.Socket) => {
-    s.setNoDelay(true);
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
+  const servers = new ServerSockets();
+  servers.add(server);
+  server.on('connection', (s: net.Socket) => s.setNoDelay(true));
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -211,8 +209,7 @@ export function createHttpsEndpoint(
     },
     async close(): Promise<void> {
       for (const c of wss.clients) c.terminate();
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(() => r(undefined)));
+      await servers.close();
       wss.close();
     },
   };

@@ -7,6 +7,7 @@ import * as tls from 'node:tls';
 import { Duplex } from 'node:stream';
 import { c2dSubscription, c2dTopic } from '../core/property-bag';
 import { HubContext } from './context';
+import { ServerSockets } from './server-sockets';
 import { QueuedMessage } from './c2d-queues';
 
 /** The slice of aedes' client this endpoint uses. */
@@ -237,19 +238,16 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
   }, 1000);
   expirySweep.unref();
 
-  const servers: net.Server[] = [];
-  const sockets = new Set<net.Socket>();
+  const servers = new ServerSockets();
   return {
     listenTls(port, host, key, cert) {
       return new Promise((resolve, reject) => {
         // Client certificates are asked for (X.509 devices) but checked against the registry, not a CA.
         const server = tls.createServer({ key, cert, requestCert: true, rejectUnauthorized: false }, (socket) => {
           socket.setNoDelay(true);
-          sockets.add(socket);
-          socket.on('close', () => sockets.delete(socket));
           broker.handle(socket as never);
         });
-        servers.push(server);
+        servers.add(server);
         server.once('error', reject);
         server.listen(port, host, () => {
           server.off('error', reject);
@@ -262,8 +260,7 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
     },
     async close() {
       clearInterval(expirySweep);
-      for (const s of sockets) s.destroy();
-      await Promise.all(servers.map((s) => new Promise((r) => s.close(() => r(undefined)))));
+      await servers.close();
       await new Promise<void>((r) => broker.close(() => r()));
     },
   };

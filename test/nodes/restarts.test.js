@@ -59,7 +59,12 @@ test(
       const done = new Map();
       const failed = new Map();
       helper.getNode('ok').on('input', (msg) => done.set(msg.n, (done.get(msg.n) ?? 0) + 1));
-      helper.getNode('failed').on('input', (msg) => failed.set(msg.n, (failed.get(msg.n) ?? 0) + 1));
+      const reasons = new Map();
+      helper.getNode('failed').on('input', (msg) => {
+        failed.set(msg.n, (failed.get(msg.n) ?? 0) + 1);
+        const reason = `${msg.error?.code ?? msg.error?.source?.type}: ${msg.error?.message}`;
+        reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+      });
       const send = helper.getNode('send');
       let restarts = 0;
       for (let n = 0; n < TOTAL; n++) {
@@ -89,6 +94,7 @@ test(
       console.log(
         `# sent ${TOTAL}, done ${done.size}, failed ${failed.size}, received ${received.size}, duplicates ${duplicates}, failed-but-delivered ${failedButDelivered}, lost 0`,
       );
+      for (const [reason, count] of reasons) console.log(`# failed ${count}: ${reason}`);
       assert.ok(done.size >= TOTAL * 0.9, `at least 90 % go through the bounded wait queue (${done.size})`);
     } finally {
       await helper.unload().catch(() => undefined);
