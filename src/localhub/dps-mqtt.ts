@@ -105,6 +105,14 @@ export async function createDpsEndpoint(
       // Answered after aedes acknowledges the request, so the PUBACK comes first, as from DPS.
       done(null);
       setImmediate(() => {
+        try {
+          respond();
+        } catch (err) {
+          log('error', `DPS MQTT: ${(err as Error).message}`);
+          answer(c, rid, { status: 500, body: { errorCode: 500000, message: 'Internal server error' } });
+        }
+      });
+      const respond = () => {
         if (reg) {
           let body: unknown;
           try {
@@ -116,7 +124,7 @@ export async function createDpsEndpoint(
         } else {
           answer(c, rid, dps.operationStatus(s.idScope, s.registrationId, s.token, q.get('operationId') ?? ''));
         }
-      });
+      };
     },
     // Nothing is routed between DPS clients: every answer is written to its own connection.
     authorizeForward: () => null as never,
