@@ -232,3 +232,144 @@ test('refusals, as the SDK reports them: wrong key and unknown id are 401 Unauth
     await hub.stop();
   }
 });
+
+/** One MQTT client as a device would be, speaking DPS's topics by hand (the `mqtt` package, not the SDK). */
+async function rawMqtt(hub, registrationId, token, clientId = registrationId) {
+  const mqtt = require('mqtt');
+  const client = await mqtt.connectAsync(`mqtts://localhost:${hub.ports.dps}`, {
+    clientId,
+    username: `${hub.idScope}/registrations/${registrationId}/api-version=2019-03-31`,
+    password: token,
+    ca: hub.caPem,
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    clean: true,
+  });
+  const answers = [];
+  client.on('message', (topic, payload) => answers.push({ topic, body: JSON.parse(payload.toString()) }));
+  await client.subscribeAsync('$dps/registrations/res/#', { qos: 1 });
+  return { client, answers };
+}
+
+function rest(hub, method, path, token, body) {
+  return new Promise((resolve, reject) => {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    const req = https.request(
+      {
+        host: 'localhost',
+        port: hub.ports.dps,
+        method,
+        path,
+        ca: hub.caPem,
+        agent: false,
+        headers: {
+          'Content-Type': 'application/json; charset=utf-8',
+          'Content-Length': Buffer.byteLength(text),
+          ...(token ? { Authorization: token } : {}),
+        },
+      },
+      (res) => {
+        let data = '';
+        res.on('data', (c) => (data += c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: JSON.parse(data) }));
+      },
+    );
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
+test('the wire: MQTT topics with $rid and retry-after, REST paths with a retry-after header, 401 on the response topic', async () => {
+  const { createSasToken } = require('../../nodes/core/sas.js');
+  const hub = await hubWith();
+  const clients = [];
+  try {
+    const e = await hub.addEnrollment({ registrationId: 'wire-1' });
+    const tokenFor = (id, key) =>
+      createSasToken({
+        resourceUri: `${hub.idScope}/registrations/${id}`,
+        key,
+        keyName: 'registration',
+        expiresAt: Date.now() / 1000 + 600,
+      });
+    // MQTT: register, then ask for the operation's status.
+    const m = await rawMqtt(hub, 'wire-1', tokenFor('wire-1', e.primaryKey));
+    clients.push(m.client);
+    await m.client.publishAsync(
+      '$dps/registrations/PUT/iotdps-register/?$rid=r1',
+      JSON.stringify({ registrationId: 'wire-1' }),
+      { qos: 1 },
+    );
+    await waitFor(() => m.answers.length === 1, 'the 202');
+    assert.equal(m.answers[0].topic, '$dps/registrations/res/202/?$rid=r1&retry-after=1');
+    assert.equal(m.answers[0].body.status, 'assigning');
+    assert.match(m.answers[0].body.operationId, /^4\.[0-9a-f]{16}\.[0-9a-f-]{36}$/);
+    const op = m.answers[0].body.operationId;
+    await m.client.publishAsync(`$dps/registrations/GET/iotdps-get-operationstatus/?$rid=r2&operationId=${op}`, ' ', {
+      qos: 1,
+    });
+    await waitFor(() => m.answers.length === 2, 'the 200');
+    assert.equal(m.answers[1].topic, '$dps/registrations/res/200/?$rid=r2');
+    assert.equal(m.answers[1].body.operationId, op);
+    assert.equal(m.answers[1].body.status, 'assigned');
+    assert.equal(m.answers[1].body.registrationState.assignedHub, `localhost:${hub.ports.mqtts}`);
+
+    // A wrong key is accepted at CONNECT and answered 401 on the response topic, as DPS does.
+    const bad = await rawMqtt(hub, 'wire-1', tokenFor('wire-1', Buffer.alloc(32, 1).toString('base64')));
+    clients.push(bad.client);
+    await bad.client.publishAsync(
+      '$dps/registrations/PUT/iotdps-register/?$rid=r3',
+      JSON.stringify({ registrationId: 'wire-1' }),
+      { qos: 1 },
+    );
+    await waitFor(() => bad.answers.length === 1, 'the 401');
+    assert.equal(bad.answers[0].topic, '$dps/registrations/res/401/?$rid=r3');
+    assert.equal(bad.answers[0].body.errorCode, 401002);
+    assert.equal(bad.answers[0].body.message, 'Unauthorized');
+    for (const f of ['trackingId', 'timestampUtc']) assert.equal(typeof bad.answers[0].body[f], 'string');
+
+    // A client id other than the registration id is refused at CONNECT.
+    await assert.rejects(
+      rawMqtt(hub, 'wire-1', tokenFor('wire-1', e.primaryKey), 'someone-else'),
+      /Bad username or password|Connection refused/,
+    );
+
+    // REST: the same answers, retry-after as a header.
+    const token = tokenFor('wire-1', e.primaryKey);
+    const put = await rest(hub, 'PUT', `/${hub.idScope}/registrations/wire-1/register?api-version=2019-03-31`, token, {
+      registrationId: 'wire-1',
+    });
+    assert.equal(put.status, 202);
+    assert.equal(put.headers['retry-after'], '1');
+    assert.equal(put.body.status, 'assigning');
+    const get = await rest(
+      hub,
+      'GET',
+      `/${hub.idScope}/registrations/wire-1/operations/${put.body.operationId}?api-version=2019-03-31`,
+      token,
+    );
+    assert.equal(get.status, 200);
+    assert.equal(get.body.status, 'assigned');
+    assert.equal(get.body.registrationState.substatus, 'reprovisionedToInitialAssignment');
+    const denied = await rest(
+      hub,
+      'PUT',
+      `/${hub.idScope}/registrations/wire-1/register?api-version=2019-03-31`,
+      undefined,
+      { registrationId: 'wire-1' },
+    );
+    assert.equal(denied.status, 401);
+    assert.equal(denied.headers['x-ms-error-code'], '401002');
+    const unknownOp = await rest(
+      hub,
+      'GET',
+      `/${hub.idScope}/registrations/wire-1/operations/4.0.nope?api-version=2019-03-31`,
+      token,
+    );
+    assert.equal(unknownOp.status, 404);
+    assert.equal(hub.stats().dpsRegistrations, 2, 'the refused requests do not count');
+  } finally {
+    await Promise.all(clients.map((c) => c.endAsync()));
+    await hub.stop();
+  }
+});
