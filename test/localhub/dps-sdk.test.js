@@ -125,6 +125,24 @@ for (const transportName of ['mqtt', 'http']) {
   }
 }
 
+test('the SDK HTTP transport takes no port in the provisioning host: "localhost:PORT" does not resolve', async () => {
+  const hub = await hubWith();
+  try {
+    const e = await hub.addEnrollment({ registrationId: 'with-port' });
+    const security = new SymmetricKeySecurityClient('with-port', e.primaryKey);
+    const client = ProvisioningDeviceClient.create(hub.provisioningHost, hub.idScope, new ProvisioningHttp(), security);
+    const err = await client.register().then(
+      () => assert.fail('registered through host:port'),
+      (x) => x,
+    );
+    assert.match(`${err.code} ${err.message}`, /ENOTFOUND|EAI_AGAIN/);
+    assert.match(err.message, new RegExp(`localhost:${hub.ports.dps}`));
+    assert.equal(hub.stats().dpsRegistrations, 0);
+  } finally {
+    await hub.stop();
+  }
+});
+
 test('an enrollment with its own device id; ID scope, enrollments and registrations survive a restart', async () => {
   const dataDir = hubDataDir();
   const first = await hubWith({ dataDir });
