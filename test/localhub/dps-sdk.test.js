@@ -7,7 +7,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const https = require('node:https');
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
-const { Mqtt: ProvisioningMqtt } = require('azure-iot-provisioning-device-mqtt');
+const { Mqtt: ProvisioningMqtt, MqttWs: ProvisioningMqttWs } = require('azure-iot-provisioning-device-mqtt');
 const { Http: ProvisioningHttp } = require('azure-iot-provisioning-device-http');
 const { Http: HttpBase } = require('azure-iot-http-base');
 const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
@@ -176,7 +176,7 @@ test('an enrollment with its own device id; ID scope, enrollments and registrati
   }
 });
 
-test('HTTP on port 443: the hub HTTPS port serves the DPS REST paths, so the bare host name is the provisioning host', async (t) => {
+test('port 443: the hub HTTPS port serves DPS REST and MQTT over WebSockets, so the bare host name is the provisioning host', async (t) => {
   let hub;
   try {
     hub = await hubWith({ ports: { mqtts: 0, amqps: 0, amqp: 0, https: 443, dps: 0 } });
@@ -186,12 +186,19 @@ test('HTTP on port 443: the hub HTTPS port serves the DPS REST paths, so the bar
     return;
   }
   try {
-    const e = await hub.addEnrollment({ registrationId: 'via-443' });
-    const security = new SymmetricKeySecurityClient('via-443', e.primaryKey);
-    const client = ProvisioningDeviceClient.create('localhost', hub.idScope, new ProvisioningHttp(), security);
-    const r = await client.register();
-    assert.equal(r.status, 'assigned');
-    await receivesC2d(hub, r, e.primaryKey);
+    for (const [id, Transport] of [
+      ['via-443-http', ProvisioningHttp],
+      ['via-443-mqtt-ws', ProvisioningMqttWs],
+    ]) {
+      const e = await hub.addEnrollment({ registrationId: id });
+      const security = new SymmetricKeySecurityClient(id, e.primaryKey);
+      const client = ProvisioningDeviceClient.create('localhost', hub.idScope, new Transport(), security);
+      const r = await client.register();
+      assert.equal(r.status, 'assigned');
+      assert.equal(r.deviceId, id);
+      await receivesC2d(hub, r, e.primaryKey);
+    }
+    assert.equal(hub.stats().dpsRegistrations, 2);
   } finally {
     await hub.stop();
   }
