@@ -12,6 +12,8 @@ import { AmqpEndpoint } from './amqp-endpoint';
 import { HubContext } from './context';
 import { ServerSockets } from './server-sockets';
 import { MqttEndpoint } from './mqtt-endpoint';
+import { DpsEndpoint } from './dps-mqtt';
+import { handleDpsRequest, isDpsPath } from './dps-rest';
 import { Device, Permission } from './registry';
 
 function deviceJson(hub: HubContext, d: Device): object {
@@ -90,6 +92,7 @@ export function createHttpsEndpoint(
   mqtt: MqttEndpoint,
   key: string,
   cert: string,
+  dps?: DpsEndpoint,
 ) {
   const authorize = (req: IncomingMessage, need: Permission) => {
     const auth = req.headers.authorization;
@@ -102,6 +105,9 @@ export function createHttpsEndpoint(
   };
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // DPS's REST paths too: its HTTP transport always dials port 443, where this port usually is
+    // (docs/PROTOCOL.md, DPS section, the fact on the provisioning host).
+    if (dps && isDpsPath(req.url)) return handleDpsRequest(dps.provisioning, req, res);
     const url = new URL(req.url ?? '/', 'https://local');
     const m = /^\/devices\/([^/]+)(\/commands)?\/?$/.exec(url.pathname);
     if (!m) throw new HttpError(404, 'NotFound', `no such resource: ${url.pathname}`);
@@ -192,8 +198,11 @@ export function createHttpsEndpoint(
     socket.setNoDelay(true);
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (/^amqpwsb10$/i.test(ws.protocol)) amqp.acceptWebSocket(ws);
-      else if (/^mqtt$/i.test(ws.protocol) && p === '/$iothub/websocket') mqtt.handleStream(createWebSocketStream(ws));
-      else ws.close(1002, 'unsupported subprotocol');
+      else if (/^mqtt$/i.test(ws.protocol) && p === '/$iothub/websocket') {
+        // DPS's MQTT over WebSockets dials this same path on 443: its CONNECT's user name tells it from a device's.
+        if (dps) dps.handleMqttStream(createWebSocketStream(ws), (s) => mqtt.handleStream(s));
+        else mqtt.handleStream(createWebSocketStream(ws));
+      } else ws.close(1002, 'unsupported subprotocol');
     });
   });
 
