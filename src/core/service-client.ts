@@ -319,14 +319,14 @@ export class ServiceClient extends EventEmitter {
     const first = this.waiting[this.head];
     if (first && first.deadline <= now) {
       const keep: PendingSend[] = [];
+      const waited = Math.round((this.o.pendingTimeoutMs ?? 30_000) / 1000);
+      // Connected, the sends waited for the hub's link credit (it grants it as it keeps up), not for a connection.
+      const expired =
+        this.life.state === 'connected'
+          ? new IotHubError('TIMEOUT', `the hub took no more messages for ${waited} s; the message was not sent`)
+          : new IotHubError('NOT_CONNECTED', `not connected to the hub for ${waited} s; the message was not sent`);
       for (const p of this.takeWaiting()) {
-        if (p.deadline <= now)
-          p.reject(
-            new IotHubError(
-              'NOT_CONNECTED',
-              `not connected to the hub for ${Math.round((this.o.pendingTimeoutMs ?? 30_000) / 1000)} s; the message was not sent`,
-            ),
-          );
+        if (p.deadline <= now) p.reject(expired);
         else keep.push(p);
       }
       this.waiting = keep;

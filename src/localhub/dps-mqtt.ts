@@ -11,6 +11,7 @@ import { LogFn } from './context';
 import { Provisioning } from './dps';
 import { handleDpsRequest } from './dps-rest';
 import { publishPacket } from './mqtt-endpoint';
+import { ServerSockets } from './server-sockets';
 
 interface AedesClient {
   id: string;
@@ -184,11 +185,8 @@ export async function createDpsEndpoint(
       res.end();
     });
   });
-  const sockets = new Set<net.Socket>();
   const server = tls.createServer({ key: keyPem, cert: certPem }, (socket) => {
     socket.setNoDelay(true);
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
     socket.once('data', (first: Buffer) => {
       socket.pause();
@@ -198,6 +196,9 @@ export async function createDpsEndpoint(
       socket.resume();
     });
   });
+
+  const servers = new ServerSockets();
+  servers.add(server);
 
   return {
     provisioning: dps,
@@ -227,8 +228,7 @@ export async function createDpsEndpoint(
       });
     },
     async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(() => r(undefined)));
+      await servers.close();
       web.close();
       await new Promise<void>((r) => broker.close(() => r()));
     },

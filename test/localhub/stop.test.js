@@ -22,7 +22,7 @@ test(
   async () => {
     let hub = await startHub();
     const { dataDir, ports } = hub;
-    const names = ['mqtts', 'amqps', 'amqp', 'https'];
+    const names = ['mqtts', 'amqps', 'amqp', 'https', 'dps'];
     const clients = await Promise.all(names.map((n) => silentClient(ports[n])));
     const ended = clients.map((s) => new Promise((r) => s.once('close', r)));
     // Every server has accepted its socket before the stop.
