@@ -123,7 +123,34 @@ module.exports = function (RED: NodeAPI) {
       );
     }
 
+    /** msg.action "purge": empties the device's C2D queue and sends what the hub answered. */
+    function purge(msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void): void {
+      (async () => {
+        const deviceId = checkedDeviceId(
+          deviceIdType === 'str'
+            ? deviceIdValue || msg.deviceId
+            : await evaluate(node, deviceIdValue, deviceIdType, msg),
+        );
+        const l = held.lease ?? (held.error ? undefined : await ready);
+        if (!l) throw held.error ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
+        const result = await l.purge(deviceId);
+        send({ ...msg, deviceId, payload: { totalMessagesPurged: result.totalMessagesPurged, deviceId } });
+        done();
+      })().catch((err: Error) => done(err));
+    }
+
     node.on('input', (msg, send, done) => {
+      if (msg.action !== undefined && msg.action !== 'send') {
+        if (msg.action === 'purge') return purge(msg, send, done);
+        done(
+          new IotHubError(
+            'INVALID_ARGUMENT',
+            `msg.action ${JSON.stringify(msg.action)} is not known: use "purge" to empty the device's queue, or leave msg.action unset to send`,
+            { field: 'action' },
+          ),
+        );
+        return;
+      }
       // A fixed device id, no property rows and a live connection need no await before the send itself: every
       // promise saved is one less object kept alive per msg in flight (a burst of thousands is GC-bound).
       const lease = held.lease;

@@ -52,6 +52,10 @@ export interface LocalHub {
   ): Promise<{ primaryKey: string }>;
   policyConnectionString(name: 'iothubowner' | 'service' | 'device' | 'registryReadWrite'): string;
   queueLength(deviceId: string): number;
+  /** The registered device ids, and one device's state (the editor's sidebar). */
+  deviceIds(): string[];
+  hasDevice(id: string): boolean;
+  deviceStatus(id: string): string | undefined;
   inspectQueue(deviceId: string): { length: number; locked: number; attached: boolean; link?: string };
   connectedClients(): number;
   isDeviceConnected(deviceId: string): boolean;
@@ -186,6 +190,9 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     },
     policyConnectionString: policyString,
     queueLength: (id) => queues.length(id),
+    deviceIds: () => [...registry.devices.keys()],
+    hasDevice: (id) => registry.devices.has(id),
+    deviceStatus: (id) => registry.devices.get(id)?.status,
     inspectQueue: (id) => queues.inspect(id),
     connectedClients: () => sessions.count(),
     isDeviceConnected: (id) => sessions.isDeviceConnected(id),
