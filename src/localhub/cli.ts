@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 /**
  * iothub-local-hub [--host NAME] [--mqtt-port N] [--amqps-port N] [--amqp-port N] [--https-port N]
- *                  [--data-dir DIR] [--device ID]... [--auto-register] [--json]
+ *                  [--data-dir DIR] [--device ID]... [--auto-register] [--tier F1|S1|S2|S3 [--units N]] [--json]
  */
+import { C2D_SENDS_PER_MINUTE, checkTier } from './tiers';
 import * as path from 'node:path';
 import { start, LocalHubOptions } from './index';
 
 const USAGE =
-  'usage: iothub-local-hub [--host NAME] [--mqtt-port N] [--amqps-port N] [--amqp-port N] [--https-port N] [--data-dir DIR] [--device ID]... [--auto-register] [--json]';
+  'usage: iothub-local-hub [--host NAME] [--mqtt-port N] [--amqps-port N] [--amqp-port N] [--https-port N] [--data-dir DIR] [--device ID]... [--auto-register] [--tier F1|S1|S2|S3 [--units N]] [--json]';
 
 function parseArgs(argv: string[]): { options: LocalHubOptions; json: boolean } {
   const options: LocalHubOptions = { ports: {}, devices: [], dataDir: path.resolve('.iothub-local-hub') };
@@ -49,6 +50,12 @@ function parseArgs(argv: string[]): { options: LocalHubOptions; json: boolean } 
       case '--auto-register':
         options.autoRegister = true;
         break;
+      case '--tier':
+        options.tier = next() as LocalHubOptions['tier'];
+        break;
+      case '--units':
+        options.units = Number(next());
+        break;
       case '--json':
         json = true;
         break;
@@ -61,6 +68,9 @@ function parseArgs(argv: string[]): { options: LocalHubOptions; json: boolean } 
         throw new Error(`unknown option ${a}\n${USAGE}`);
     }
   }
+  if (options.units !== undefined && !options.tier) throw new Error('--units needs --tier');
+  // Checked here so a typo stops the command with the fix, before any port is opened.
+  if (options.tier) Object.assign(options, checkTier(options.tier, options.units));
   return { options, json };
 }
 
@@ -90,6 +100,7 @@ async function main(): Promise<void> {
         devices,
         caCertPath: hub.caCertPath,
         ports: hub.ports,
+        ...(options.tier ? { tier: options.tier, units: options.units } : {}),
       }) + '\n',
     );
   } else {
@@ -97,6 +108,11 @@ async function main(): Promise<void> {
       `IoT Hub local hub "${hub.hostName}" is running (data in ${hub.dataDir})`,
       `  CA certificate: ${hub.caCertPath}   (official SDKs: NODE_EXTRA_CA_CERTS=${hub.caCertPath})`,
       `  ports: MQTT ${hub.ports.mqtts}, AMQP ${hub.ports.amqps} (plain ${hub.ports.amqp}), HTTPS and WebSockets ${hub.ports.https}`,
+      ...(options.tier
+        ? [
+            `  tier ${options.tier}, ${options.units} unit(s): at most ${C2D_SENDS_PER_MINUTE[options.tier] * (options.units ?? 1)} C2D sends per minute`,
+          ]
+        : []),
       `  hub (iothubowner): ${hub.hubConnectionString}`,
       ...Object.entries(devices).map(([id, s]) => `  device ${id}: ${s}`),
       'Ctrl-C stops it.',

@@ -15,6 +15,7 @@ import { FeedbackQueue, StoredFeedback } from './feedback-queue';
 import { Registry, RegistryData } from './registry';
 import { JsonStore } from './store';
 import { ensureTlsMaterial } from './tls';
+import { C2DThrottle, checkTier, Tier } from './tiers';
 
 export interface LocalHubOptions {
   /** The host name in connection strings and certificates (default localhost). */
@@ -35,6 +36,9 @@ export interface LocalHubOptions {
   feedbackTtlMs?: number;
   /** Unacknowledged MQTT publishes per device. */
   mqttInflight?: number;
+  /** IoT Hub tier whose C2D send throttle applies (tiers.ts), with its number of units (default 1). None: unthrottled. */
+  tier?: Tier;
+  units?: number;
   log?: LogFn;
 }
 
@@ -74,6 +78,7 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-local-'));
   const log: LogFn = options.log ?? (() => undefined);
   const material = ensureTlsMaterial(dataDir, [hostName]);
+  const tier = options.tier ? checkTier(options.tier, options.units) : undefined;
 
   let store: JsonStore<State> | undefined;
   const saved: State | undefined = new JsonStore<State>(dataDir, () => '{}').load();
@@ -118,6 +123,7 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     log,
     claimDevice: sessions.claimDevice,
     isDeviceConnected: sessions.isDeviceConnected,
+    c2dThrottle: tier ? new C2DThrottle(tier.tier, tier.units) : undefined,
   };
 
   const amqp = createAmqpEndpoint(hub);

@@ -4,18 +4,22 @@
  */
 import * as path from 'node:path';
 import { LocalHub, LocalHubOptions, start } from './index';
+import type { Tier } from './tiers';
 
 export interface LocalHubSettings {
   mqttsPort?: number;
   amqpsPort?: number;
   httpsPort?: number;
   dataDir?: string;
+  /** IoT Hub tier whose C2D throttle applies (tiers.ts); none: unthrottled. */
+  tier?: Tier;
+  units?: number;
 }
 
 let running: { hub: Promise<LocalHub>; users: number; key: string; stopTimer?: NodeJS.Timeout } | undefined;
 
 function keyOf(s: LocalHubSettings): string {
-  return JSON.stringify([s.mqttsPort, s.amqpsPort, s.httpsPort, s.dataDir]);
+  return JSON.stringify([s.mqttsPort, s.amqpsPort, s.httpsPort, s.dataDir, s.tier, s.units]);
 }
 
 /** Default ports avoid 443 (needs root) and the standard 8883/5671 a real broker may hold. */
@@ -46,6 +50,8 @@ export function acquireLocalHub(settings: LocalHubSettings, userDir: string | un
         https: settings.httpsPort ?? LOCAL_DEFAULTS.httpsPort,
       },
       autoRegister: true,
+      tier: settings.tier,
+      units: settings.units,
     };
     const hub = start(options);
     running = { hub, users: 0, key };
