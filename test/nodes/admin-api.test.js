@@ -9,6 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const bcrypt = require('bcryptjs');
 const { startNodeRed, root } = require('../../scripts/node-red-runtime');
+const { startHub } = require('../support/flows');
 
 /** Asks again (one request at a time) until the answer passes `check`; fails after timeoutMs saying what it waited for. */
 async function poll(ask, check, what, timeoutMs = 20000) {
@@ -28,8 +29,22 @@ const ADMIN_TOKEN = 'admin-token-0123456789';
 const READER_TOKEN = 'reader-token-0123456789';
 const KEYISH = /SharedAccessKey|primaryKey|secondaryKey|sig=|SharedAccessSignature/i;
 
-function flows(dataDir) {
+function flows(dataDir, remote) {
   return [
+    // A config node in Azure mode, pointed at a hub of its own: the sidebar reads it through IoT Hub's REST registry API.
+    {
+      id: 'cfgAzure00000001',
+      type: 'iothub-connection',
+      name: 'azure',
+      mode: 'azure',
+      connectionStringEnv: 'IOTHUB_ADMIN_TEST_HUB',
+      deviceTransport: 'mqtt',
+      serviceTransport: 'amqp',
+      tokenLifetime: 3600,
+      mqttPort: remote.ports.mqtts,
+      amqpPort: remote.ports.amqps,
+      wsPort: remote.ports.https,
+    },
     { id: 'tab', type: 'tab', label: 'admin' },
     {
       id: 'cfg0000000000001',
@@ -109,9 +124,12 @@ function request(port, method, urlPath, { token, body } = {}) {
 
 test('admin endpoints with adminAuth on', { timeout: 120000 }, async (t) => {
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-admin-'));
+  // The "Azure" hub: another local hub, trusted through NODE_EXTRA_CA_CERTS like a public CA (scripts/test.js).
+  const remote = await startHub({ devices: ['r1', 'r2'] });
+  process.env.IOTHUB_ADMIN_TEST_HUB = remote.hubConnectionString;
   const red = await startNodeRed({
     userDir,
-    flows: flows(path.join(userDir, 'hub')),
+    flows: flows(path.join(userDir, 'hub'), remote),
     logLevel: 'warn',
     credentialSecret: 'admin-test-secret',
     settings: {
@@ -132,6 +150,8 @@ test('admin endpoints with adminAuth on', { timeout: 120000 }, async (t) => {
   });
   t.after(async () => {
     await red.stop();
+    await remote.stop();
+    delete process.env.IOTHUB_ADMIN_TEST_HUB;
     const { releaseLocalHub } = require(path.join(root, 'nodes', 'localhub', 'shared-hub.js'));
     await releaseLocalHub(0);
     fs.rmSync(userDir, { recursive: true, force: true });
@@ -259,5 +279,39 @@ test('admin endpoints with adminAuth on', { timeout: 120000 }, async (t) => {
     assert.equal(sends.json.sends[0].deviceId, 'sleepy');
     assert.equal(sends.json.sends[0].state, 'purged');
     for (const r of [fb, sends]) assert.doesNotMatch(r.text, KEYISH);
+  });
+
+  await t.test('Azure mode: the registry over REST gives cloudToDeviceMessageCount; no key; no create', async () => {
+    const azure = '/iothub-c2d/hub/cfgAzure00000001';
+    // Two messages wait for r2 on the remote hub (sent by its own service client through the remote's queues).
+    const { Client: ServiceClient } = require('azure-iothub');
+    const { Message } = require('azure-iot-common');
+    const svc = ServiceClient.fromConnectionString(remote.hubConnectionString);
+    try {
+      await svc.open();
+      await svc.send('r2', new Message('one'));
+      await svc.send('r2', new Message('two'));
+    } finally {
+      await svc.close();
+    }
+    const r = await request(port, 'GET', `${azure}/devices`, { token: reader });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.source, 'azure');
+    assert.equal(r.json.canCreate, false);
+    assert.deepEqual(
+      r.json.devices.map((d) => [d.deviceId, d.queued, d.connectionState]),
+      [
+        ['r1', 0, 'Disconnected'],
+        ['r2', 2, 'Disconnected'],
+      ],
+    );
+    // The REST registry answer carries every device's keys: none of them reaches the editor.
+    assert.doesNotMatch(r.text, KEYISH);
+    const create = await request(port, 'POST', `${azure}/devices`, { token: admin, body: { deviceId: 'r3' } });
+    assert.equal(create.status, 400);
+    assert.match(create.json.error.message, /only on the local hub/);
+    const purged = await request(port, 'POST', `${azure}/devices/r2/purge`, { token: admin });
+    assert.deepEqual(purged.json, { totalMessagesPurged: 2, deviceId: 'r2' });
+    assert.equal(remote.queueLength('r2'), 0);
   });
 });
