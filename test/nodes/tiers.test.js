@@ -3,12 +3,15 @@
 // does (the official azure-iothub client sees its ThrottlingError), and a c2d send node backs off and retries throttled
 // sends within its give-up time, showing "throttled", so nothing is lost and the rate stays within the limit.
 const test = require('node:test');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
 const assert = require('node:assert/strict');
 const { Client: ServiceClient } = require('azure-iothub');
 const { Message, NoRetry } = require('azure-iot-common');
 // azure-iothub maps AMQP conditions with its own copy of the common errors (dist/common-amqp/amqp_common_errors.js).
 const iothubErrors = require('azure-iothub/dist/common-core/errors');
-const { helper, nodeModules, startHub, configNode, waitFor } = require('../support/flows');
+const { helper, nodeModules, startHub, configNode, waitFor, root } = require('../support/flows');
+const { connectionSettings } = require('../../nodes/node-settings.js');
 
 test('tier S1, 1 unit: the official service SDK gets ThrottlingError on the 101st send within a minute', async () => {
   const hub = await startHub({ tier: 'S1', units: 1, devices: ['a', 'b', 'c'] });
@@ -39,6 +42,31 @@ test('tier S1, 1 unit: the official service SDK gets ThrottlingError on the 101s
 test('the tier is checked: a clear error for a bad tier or unit count', async () => {
   await assert.rejects(startHub({ tier: 'S9' }), /tier "S9" is not one of F1, S1, S2, S3/);
   await assert.rejects(startHub({ tier: 'F1', units: 2 }), /units must be a whole number from 1 to 1 for tier F1/);
+});
+
+test('the command line and the config node carry the tier', () => {
+  const cli = (args) =>
+    spawnSync(process.execPath, [path.join(root, 'nodes', 'localhub', 'cli.js'), ...args], {
+      encoding: 'utf8',
+      timeout: 30000,
+    });
+  const bad = cli(['--tier', 'S9']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /tier "S9" is not one of F1, S1, S2, S3/);
+  const many = cli(['--tier', 'S3', '--units', '11']);
+  assert.equal(many.status, 2);
+  assert.match(many.stderr, /units must be a whole number from 1 to 10 for tier S3/);
+  const alone = cli(['--units', '2']);
+  assert.equal(alone.status, 2);
+  assert.match(alone.stderr, /--units needs --tier/);
+  // The config node's local hub settings as the editor saves them; none: unthrottled.
+  assert.deepEqual(
+    connectionSettings({ id: 'c', type: 'iothub-connection', mode: 'local', localHub: { tier: 'S1', units: '2' } })
+      .localHub,
+    { mqttsPort: undefined, amqpsPort: undefined, httpsPort: undefined, dataDir: undefined, tier: 'S1', units: 2 },
+  );
+  const none = connectionSettings({ id: 'c', type: 'iothub-connection', mode: 'local', localHub: { tier: '' } });
+  assert.equal(none.localHub.tier, undefined);
 });
 
 test(
