@@ -240,6 +240,8 @@ export class ServiceClient extends EventEmitter {
     try {
       await Promise.all([...this.feedbackListeners].map((fn) => fn(records)));
       delivery.accept();
+      // Once per record taken (a released batch comes back): the session's activity counts these.
+      this.emit('records', records);
     } catch (err) {
       delivery.release();
       this.emit('feedbackError', err);
@@ -375,6 +377,11 @@ export class ServiceClient extends EventEmitter {
       });
       this.drain();
     });
+  }
+
+  /** Whether feedback is being read (some listener wants it). */
+  get feedbackListening(): boolean {
+    return this.feedbackListeners.size > 0;
   }
 
   /** Feedback flows while at least one listener is registered; each sees every record. */

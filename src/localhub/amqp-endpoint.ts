@@ -339,18 +339,25 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
         );
       }
       const model = fromAmqpMessage(msg);
-      hub.queues.enqueue(deviceId, {
-        body: model.body,
-        messageId: model.messageId,
-        correlationId: model.correlationId,
-        userId: model.userId,
-        to: model.to,
-        expiryTimeUtc: model.expiryTimeUtc,
-        contentType: model.contentType,
-        contentEncoding: model.contentEncoding,
-        ack: model.ack,
-        properties: model.properties,
-      });
+      // The tier's throttle counts sends the hub takes: one the queue refuses gives its slot back.
+      hub.c2dThrottle?.take();
+      try {
+        hub.queues.enqueue(deviceId, {
+          body: model.body,
+          messageId: model.messageId,
+          correlationId: model.correlationId,
+          userId: model.userId,
+          to: model.to,
+          expiryTimeUtc: model.expiryTimeUtc,
+          contentType: model.contentType,
+          contentEncoding: model.contentEncoding,
+          ack: model.ack,
+          properties: model.properties,
+        });
+      } catch (err) {
+        hub.c2dThrottle?.refund();
+        throw err;
+      }
       outcome = { ok: true };
     } catch (err) {
       const e = err as IotHubError;

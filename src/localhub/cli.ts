@@ -2,14 +2,15 @@
 /**
  * iothub-local-hub [--host NAME] [--mqtt-port N] [--amqps-port N] [--amqp-port N] [--https-port N] [--dps-port N]
  *                  [--data-dir DIR] [--device ID]... [--enrollment REGID[:KEY]]... [--enrollment-group ID[:KEY]]...
- *                  [--auto-register] [--json]
+ *                  [--auto-register] [--tier F1|S1|S2|S3 [--units N]] [--json]
  */
+import { C2D_SENDS_PER_MINUTE, checkTier } from './tiers';
 import * as path from 'node:path';
 import { checkKey, checkRegistrationId } from './dps';
 import { start, LocalHubOptions } from './index';
 
 const USAGE =
-  'usage: iothub-local-hub [--host NAME] [--mqtt-port N] [--amqps-port N] [--amqp-port N] [--https-port N] [--dps-port N] [--data-dir DIR] [--device ID]... [--enrollment REGID[:KEY]]... [--enrollment-group ID[:KEY]]... [--auto-register] [--json]';
+  'usage: iothub-local-hub [--host NAME] [--mqtt-port N] [--amqps-port N] [--amqp-port N] [--https-port N] [--dps-port N] [--data-dir DIR] [--device ID]... [--enrollment REGID[:KEY]]... [--enrollment-group ID[:KEY]]... [--auto-register] [--tier F1|S1|S2|S3 [--units N]] [--json]';
 
 /** `id[:key]`: a base64 key holds no ':', so a tail after the last ':' that reads as a key is the key (ids may hold ':'). */
 function idAndKey(v: string | undefined, flag: string, what: string): { id: string; key?: string } {
@@ -85,6 +86,12 @@ function parseArgs(argv: string[]): { options: LocalHubOptions; json: boolean } 
       case '--auto-register':
         options.autoRegister = true;
         break;
+      case '--tier':
+        options.tier = next() as LocalHubOptions['tier'];
+        break;
+      case '--units':
+        options.units = Number(next());
+        break;
       case '--json':
         json = true;
         break;
@@ -97,6 +104,9 @@ function parseArgs(argv: string[]): { options: LocalHubOptions; json: boolean } 
         throw new Error(`unknown option ${a}\n${USAGE}`);
     }
   }
+  if (options.units !== undefined && !options.tier) throw new Error('--units needs --tier');
+  // Checked here so a typo stops the command with the fix, before any port is opened.
+  if (options.tier) Object.assign(options, checkTier(options.tier, options.units));
   return { options, json };
 }
 
@@ -137,6 +147,7 @@ async function main(): Promise<void> {
         provisioningHost: hub.provisioningHost,
         enrollments,
         enrollmentGroups,
+        ...(options.tier ? { tier: options.tier, units: options.units } : {}),
       }) + '\n',
     );
   } else {
@@ -144,6 +155,11 @@ async function main(): Promise<void> {
       `IoT Hub local hub "${hub.hostName}" is running (data in ${hub.dataDir})`,
       `  CA certificate: ${hub.caCertPath}   (official SDKs: NODE_EXTRA_CA_CERTS=${hub.caCertPath})`,
       `  ports: MQTT ${hub.ports.mqtts}, AMQP ${hub.ports.amqps} (plain ${hub.ports.amqp}), HTTPS and WebSockets ${hub.ports.https}, DPS ${hub.ports.dps}`,
+      ...(options.tier
+        ? [
+            `  tier ${options.tier}, ${options.units} unit(s): at most ${C2D_SENDS_PER_MINUTE[options.tier] * (options.units ?? 1)} C2D sends per minute`,
+          ]
+        : []),
       `  hub (iothubowner): ${hub.hubConnectionString}`,
       ...Object.entries(devices).map(([id, s]) => `  device ${id}: ${s}`),
       `  DPS: ID scope ${hub.idScope}, provisioning host ${hub.provisioningHost} (MQTT and HTTPS)`,

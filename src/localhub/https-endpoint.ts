@@ -109,6 +109,17 @@ export function createHttpsEndpoint(
     // (docs/PROTOCOL.md, DPS section, the fact on the provisioning host).
     if (dps && isDpsPath(req.url)) return handleDpsRequest(dps.provisioning, req, res);
     const url = new URL(req.url ?? '/', 'https://local');
+    if (/^\/devices\/?$/.test(url.pathname)) {
+      // The registry's list (Registry.list in azure-iothub): GET /devices?top=N, at most 1000 as IoT Hub.
+      if (req.method !== 'GET') throw new HttpError(405, 'MethodNotAllowed', 'use GET to list devices');
+      authorize(req, 'registryRead');
+      const top = Math.min(1000, Math.max(1, Number(url.searchParams.get('top')) || 1000));
+      return send(
+        res,
+        200,
+        [...hub.registry.devices.values()].slice(0, top).map((d) => deviceJson(hub, d)),
+      );
+    }
     const m = /^\/devices\/([^/]+)(\/commands)?\/?$/.exec(url.pathname);
     if (!m) throw new HttpError(404, 'NotFound', `no such resource: ${url.pathname}`);
     const deviceId = decodeURIComponent(m[1]);

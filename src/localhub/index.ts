@@ -17,6 +17,7 @@ import { FeedbackQueue, StoredFeedback } from './feedback-queue';
 import { Registry, RegistryData } from './registry';
 import { JsonStore } from './store';
 import { ensureTlsMaterial } from './tls';
+import { C2DThrottle, checkTier, Tier } from './tiers';
 
 export interface LocalHubOptions {
   /** The host name in connection strings and certificates (default localhost). */
@@ -42,6 +43,9 @@ export interface LocalHubOptions {
   feedbackTtlMs?: number;
   /** Unacknowledged MQTT publishes per device. */
   mqttInflight?: number;
+  /** IoT Hub tier whose C2D send throttle applies (tiers.ts), with its number of units (default 1). None: unthrottled. */
+  tier?: Tier;
+  units?: number;
   log?: LogFn;
 }
 
@@ -87,6 +91,10 @@ export interface LocalHub {
   ): Promise<{ primaryKey: string }>;
   policyConnectionString(name: 'iothubowner' | 'service' | 'device' | 'registryReadWrite'): string;
   queueLength(deviceId: string): number;
+  /** The registered device ids, and one device's state (the editor's sidebar). */
+  deviceIds(): string[];
+  hasDevice(id: string): boolean;
+  deviceStatus(id: string): string | undefined;
   inspectQueue(deviceId: string): { length: number; locked: number; attached: boolean; link?: string };
   connectedClients(): number;
   isDeviceConnected(deviceId: string): boolean;
@@ -106,6 +114,7 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-local-'));
   const log: LogFn = options.log ?? (() => undefined);
   const material = ensureTlsMaterial(dataDir, [hostName]);
+  const tier = options.tier ? checkTier(options.tier, options.units) : undefined;
 
   let store: JsonStore<State> | undefined;
   const saved: State | undefined = new JsonStore<State>(dataDir, () => '{}').load();
@@ -165,6 +174,7 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     log,
     claimDevice: sessions.claimDevice,
     isDeviceConnected: sessions.isDeviceConnected,
+    c2dThrottle: tier ? new C2DThrottle(tier.tier, tier.units) : undefined,
   };
 
   const amqp = createAmqpEndpoint(hub);
@@ -249,6 +259,9 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     },
     policyConnectionString: policyString,
     queueLength: (id) => queues.length(id),
+    deviceIds: () => [...registry.devices.keys()],
+    hasDevice: (id) => registry.devices.has(id),
+    deviceStatus: (id) => registry.devices.get(id)?.status,
     inspectQueue: (id) => queues.inspect(id),
     connectedClients: () => sessions.count(),
     isDeviceConnected: (id) => sessions.isDeviceConnected(id),
