@@ -2,14 +2,18 @@
  * Azure IoT Hub config node: holds the connection string as a credential and owns the
  * connections (see core/hub-session). In local mode it starts the built-in local hub.
  */
+import * as path from 'node:path';
 import { ConnectionInfo, parseConnectionString } from './core/connection-string';
+import { FileAssignmentStore } from './core/dps-assignments';
+import { DpsSession } from './core/dps-session';
 import type { StatusEvent } from './core/state';
 import type { DeviceCredentials } from './core/transport';
 import { IotHubError } from './core/errors';
 import { Capabilities, capabilitiesOf, DeviceLease, DeviceUser, HubSession, ServiceLease } from './core/hub-session';
 import { acquireLocalHub, releaseLocalHub } from './localhub/shared-hub';
+import type { LocalHub } from './localhub/index';
 import { failureStatus } from './node-lease';
-import { connectionSettings } from './node-settings';
+import { connectionSettings, ConnectionSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeStatus } from './node-red';
 
 export interface ConnectionNode extends Node {
@@ -25,6 +29,19 @@ export interface ConnectionNode extends Node {
   useService(onStatus: (s: StatusEvent) => void): Promise<ServiceLease>;
   statusOf(ev: StatusEvent): NodeStatus;
 }
+
+/** Where DPS assignments persist: one file in the Node-RED user directory (see docs/ARCHITECTURE.md section 3). */
+export const DPS_ASSIGNMENTS_FILE = 'iothub-dps-assignments.json';
+
+/** The local hub's DPS, as the local hub offers it (src/localhub/dps-*.ts). */
+type LocalDps = LocalHub & {
+  idScope?: string;
+  ports: LocalHub['ports'] & { dps?: number };
+  addEnrollment?(e: { registrationId: string; primaryKey: string }): unknown;
+  addEnrollmentGroup?(e: { groupId: string; primaryKey: string }): unknown;
+};
+
+const BASE64_KEY = /^[A-Za-z0-9+/]+={0,2}$/;
 
 module.exports = function (RED: NodeAPI) {
   /** `${NAME}` in a credential reads the environment, as Node-RED does for properties. */
@@ -44,7 +61,11 @@ module.exports = function (RED: NodeAPI) {
       case 'connected':
         return { fill: 'green', shape: 'dot', text: RED._('iothub-connection.status.connected') };
       case 'connecting':
-        return { fill: 'yellow', shape: 'ring', text: RED._('iothub-connection.status.connecting') };
+        return {
+          fill: 'yellow',
+          shape: 'ring',
+          text: RED._(ev.provisioning ? 'iothub-connection.status.provisioning' : 'iothub-connection.status.connecting'),
+        };
       case 'reconnecting':
         return {
           fill: 'yellow',
@@ -55,7 +76,13 @@ module.exports = function (RED: NodeAPI) {
           }),
         };
       case 'unauthorized':
-        return { fill: 'red', shape: 'ring', text: RED._('iothub-connection.status.unauthorized') };
+        return {
+          fill: 'red',
+          shape: 'ring',
+          text: ev.provisioning
+            ? RED._('iothub-connection.status.dpsUnauthorized', { s: Math.ceil((ev.nextRetryMs ?? 0) / 1000) })
+            : RED._('iothub-connection.status.unauthorized'),
+        };
       case 'error':
         return ev.error
           ? failureStatus(RED, ev.error)
@@ -81,9 +108,34 @@ module.exports = function (RED: NodeAPI) {
     };
     node.statusOf = statusOf;
 
-    let session: Promise<HubSession>;
+    let session: Promise<HubSession | DpsSession>;
     let usingLocalHub = false;
-    if (settings.mode === 'local') {
+    const badConfig = (err: unknown, fallback: IotHubError) => {
+      node.configError = err instanceof IotHubError ? err : fallback;
+      node.error(`${RED._('iothub-connection.errors.config')}: ${node.configError.message}`);
+    };
+    if (settings.mode === 'dps') {
+      node.capabilities = { service: false, anyDevice: true };
+      try {
+        const key = dpsKey(node, settings);
+        usingLocalHub = settings.dps.localHub;
+        session = usingLocalHub
+          ? acquireLocalHub(settings.localHub, RED.settings.userDir).then((hub) => localDpsSession(hub as LocalDps, key))
+          : Promise.resolve(
+              dpsSession(settings, key, {
+                ...common,
+                ports: settings.ports,
+                ca: expandEnv(node, node.credentials?.ca) || undefined,
+              }),
+            );
+      } catch (err) {
+        badConfig(
+          err,
+          new IotHubError('INVALID_ARGUMENT', 'the provisioning settings cannot be read', { field: 'dpsKey' }),
+        );
+        session = Promise.reject(node.configError);
+      }
+    } else if (settings.mode === 'local') {
       usingLocalHub = true;
       node.capabilities = { service: true, anyDevice: true };
       session = acquireLocalHub(settings.localHub, RED.settings.userDir).then((hub) => {
@@ -115,13 +167,12 @@ module.exports = function (RED: NodeAPI) {
         connection = parseConnectionString(text);
         node.capabilities = capabilitiesOf(connection);
       } catch (err) {
-        node.configError =
-          err instanceof IotHubError
-            ? err
-            : new IotHubError('INVALID_CONNECTION_STRING', 'the connection string cannot be read', {
-                field: 'connectionString',
-              });
-        node.error(`${RED._('iothub-connection.errors.config')}: ${node.configError.message}`);
+        badConfig(
+          err,
+          new IotHubError('INVALID_CONNECTION_STRING', 'the connection string cannot be read', {
+            field: 'connectionString',
+          }),
+        );
       }
       const ok = connection;
       session = ok
@@ -137,6 +188,92 @@ module.exports = function (RED: NodeAPI) {
           )
         : Promise.reject(node.configError);
     }
+    /** The enrollment key: the credential (with ${ENV}), else the named environment variable; checked, never shown. */
+    function dpsKey(n: ConnectionNode, cs: ConnectionSettings): string | undefined {
+      const env = cs.dps.keyEnv;
+      const key = (expandEnv(n, n.credentials?.dpsKey) || (env ? expandEnv(n, '${' + env + '}') : '') || '').trim();
+      if (!cs.dps.localHub && !cs.dps.idScope)
+        throw new IotHubError(
+          'INVALID_ARGUMENT',
+          'no ID scope: copy it from the DPS overview in the Azure portal (IoT Central: Permissions > Device connection groups)',
+          { field: 'dpsIdScope' },
+        );
+      if (!key) {
+        throw new IotHubError(
+          'INVALID_ARGUMENT',
+          env
+            ? `no enrollment key: the environment variable ${env} is not set; set it before starting Node-RED, or paste the key`
+            : 'no enrollment key: paste the enrollment group key (or an individual enrollment key), or name an environment variable holding it',
+          { field: 'dpsKey' },
+        );
+      }
+      if (!BASE64_KEY.test(key) || Buffer.from(key, 'base64').length < 16)
+        throw new IotHubError(
+          'INVALID_ARGUMENT',
+          'the enrollment key is not a base64 key: copy the primary key of the enrollment or enrollment group',
+          { field: 'dpsKey' },
+        );
+      return key;
+    }
+
+    function dpsSession(
+      cs: ConnectionSettings,
+      key: string | undefined,
+      hub: ConstructorParameters<typeof DpsSession>[0]['hub'],
+      extra: Partial<ConstructorParameters<typeof DpsSession>[0]> = {},
+    ): DpsSession {
+      const file = path.join(RED.settings.userDir ?? process.cwd(), DPS_ASSIGNMENTS_FILE);
+      return new DpsSession({
+        dps: {
+          endpoint: cs.dps.endpoint,
+          idScope: cs.dps.idScope,
+          transport: cs.dps.transport,
+          ca: hub.ca,
+        },
+        attestation: cs.dps.attestation,
+        enrollmentKey: key,
+        store: new FileAssignmentStore(file, (t) => node.warn(t)),
+        hub,
+        log: (text, level) => (level === 'info' ? node.log(text) : node.trace(text)),
+        ...extra,
+      });
+    }
+
+    /** The built-in local hub's DPS: its scope, port and CA; it enrolls this key on first use, as local mode registers devices. */
+    function localDpsSession(hub: LocalDps, key: string | undefined): DpsSession {
+      if (!hub.idScope || !hub.ports.dps)
+        throw new IotHubError('INVALID_ARGUMENT', 'this local hub has no Device Provisioning Service', {
+          field: 'dpsLocalHub',
+        });
+      const cs: ConnectionSettings = {
+        ...settings,
+        dps: { ...settings.dps, endpoint: `${hub.hostName}:${hub.ports.dps}`, idScope: hub.idScope },
+      };
+      const groupId = `node-red-${node.id}`;
+      let groupEnrolled = false;
+      return dpsSession(
+        cs,
+        key,
+        {
+          ...common,
+          connectHost: '127.0.0.1',
+          ports: { mqtt: hub.ports.mqtts, amqp: hub.ports.amqps, ws: hub.ports.https },
+          ca: hub.caPem,
+        },
+        {
+          dps: { endpoint: cs.dps.endpoint, idScope: cs.dps.idScope, transport: cs.dps.transport, ca: hub.caPem, connectHost: '127.0.0.1' },
+          beforeRegister: async (registrationId, deviceKey) => {
+            if (settings.dps.attestation === 'group' && key && !groupEnrolled) {
+              await hub.addEnrollmentGroup?.({ groupId, primaryKey: key });
+              groupEnrolled = true;
+            } else if (settings.dps.attestation === 'individual') {
+              await hub.addEnrollment?.({ registrationId, primaryKey: deviceKey });
+            }
+          },
+        },
+      );
+    }
+
     // Users see the failure through their own calls; this keeps an unused rejection quiet.
     session.catch(() => undefined);
 
@@ -183,6 +320,7 @@ module.exports = function (RED: NodeAPI) {
   RED.nodes.registerType('iothub-connection', IotHubConnectionNode as unknown as (this: Node, def: NodeDef) => void, {
     credentials: {
       connectionString: { type: 'password' },
+      dpsKey: { type: 'password' },
       ca: { type: 'text' },
       cert: { type: 'text' },
       key: { type: 'password' },
