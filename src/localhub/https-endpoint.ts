@@ -11,6 +11,8 @@ import { IotHubError } from '../core/errors';
 import { AmqpEndpoint } from './amqp-endpoint';
 import { HubContext } from './context';
 import { MqttEndpoint } from './mqtt-endpoint';
+import { Provisioning } from './dps';
+import { handleDpsRequest, isDpsPath } from './dps-rest';
 import { Device, Permission } from './registry';
 
 function deviceJson(hub: HubContext, d: Device): object {
@@ -89,6 +91,7 @@ export function createHttpsEndpoint(
   mqtt: MqttEndpoint,
   key: string,
   cert: string,
+  dps?: Provisioning,
 ) {
   const authorize = (req: IncomingMessage, need: Permission) => {
     const auth = req.headers.authorization;
@@ -101,6 +104,8 @@ export function createHttpsEndpoint(
   };
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // DPS's REST paths too: its HTTP transport always dials port 443, where this port usually is (PROTOCOL 9.3).
+    if (dps && isDpsPath(req.url)) return handleDpsRequest(dps, req, res);
     const url = new URL(req.url ?? '/', 'https://local');
     const m = /^\/devices\/([^/]+)(\/commands)?\/?$/.exec(url.pathname);
     if (!m) throw new HttpError(404, 'NotFound', `no such resource: ${url.pathname}`);

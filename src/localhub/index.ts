@@ -9,6 +9,8 @@ import { formatConnectionString } from '../core/connection-string';
 import { createAmqpEndpoint } from './amqp-endpoint';
 import { deviceSessions, HubContext, LogFn } from './context';
 import { createHttpsEndpoint } from './https-endpoint';
+import { DpsData, Enrollment, EnrollmentGroup, Provisioning, ProvisioningStatus } from './dps';
+import { createDpsEndpoint } from './dps-mqtt';
 import { createMqttEndpoint } from './mqtt-endpoint';
 import { C2DQueues, StoredQueues } from './c2d-queues';
 import { FeedbackQueue, StoredFeedback } from './feedback-queue';
@@ -22,9 +24,14 @@ export interface LocalHubOptions {
   /** Interface to listen on (default 127.0.0.1). */
   bind?: string;
   dataDir?: string;
-  /** 0 picks a free port. Defaults: 8883, 5671, 5672, 443. */
-  ports?: { mqtts?: number; amqps?: number; amqp?: number; https?: number };
+  /** 0 picks a free port. Defaults: 8883, 5671, 5672, 443, and 0 for the DPS port (MQTT and HTTPS on one TLS port). */
+  ports?: { mqtts?: number; amqps?: number; amqp?: number; https?: number; dps?: number };
   devices?: string[];
+  /** Individual enrollments (symmetric key); a given key replaces the stored one, none keeps or makes one. */
+  enrollments?: EnrollmentOptions[];
+  enrollmentGroups?: EnrollmentGroupOptions[];
+  /** The retry-after DPS gives with `assigning`, in seconds (default 1). */
+  dpsRetryAfterSeconds?: number;
   autoRegister?: boolean;
   queueDepth?: number;
   defaultTtlMs?: number;
@@ -38,13 +45,41 @@ export interface LocalHubOptions {
   log?: LogFn;
 }
 
+export interface EnrollmentOptions {
+  registrationId: string;
+  primaryKey?: string;
+  secondaryKey?: string;
+  /** The device id to assign (default: the registration id). */
+  deviceId?: string;
+  provisioningStatus?: ProvisioningStatus;
+}
+
+export interface EnrollmentGroupOptions {
+  groupId: string;
+  primaryKey?: string;
+  secondaryKey?: string;
+  provisioningStatus?: ProvisioningStatus;
+}
+
 export interface LocalHub {
   hostName: string;
   hubConnectionString: string;
   caCertPath: string;
   caPem: string;
   dataDir: string;
-  ports: { mqtts: number; amqps: number; amqp: number; https: number };
+  ports: { mqtts: number; amqps: number; amqp: number; https: number; dps: number };
+  /** The DPS ID scope, stable per data directory. */
+  idScope: string;
+  /** `host:port` of the DPS port, the provisioning host for the SDKs' MQTT transport. */
+  provisioningHost: string;
+  /** Creates or updates an individual enrollment; returns its keys. */
+  addEnrollment(opts: EnrollmentOptions): Promise<Enrollment>;
+  /** Creates or updates a symmetric-key enrollment group; a device's key is deriveDeviceKey(group key, its id). */
+  addEnrollmentGroup(opts: EnrollmentGroupOptions): Promise<EnrollmentGroup>;
+  removeEnrollment(registrationId: string): Promise<boolean>;
+  removeEnrollmentGroup(groupId: string): Promise<boolean>;
+  /** Counters: dpsRegistrations = registration requests DPS accepted since this hub started. */
+  stats(): { dpsRegistrations: number };
   deviceConnectionString(id: string): string;
   registerDevice(
     id: string,
@@ -62,6 +97,7 @@ interface State {
   registry: RegistryData;
   queues: StoredQueues;
   feedback: StoredFeedback;
+  dps?: DpsData;
 }
 
 export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
@@ -92,14 +128,29 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
   queues.load(saved?.queues);
   feedback.load(saved?.feedback);
   for (const id of options.devices ?? []) if (!registry.devices.has(id)) registry.create(id);
+  let ports: LocalHub['ports'] | undefined;
+  // Assigned devices get the hub's MQTT host, with its port when not 8883 (the SDKs dial `mqtts://{assignedHub}`).
+  const hostFor = (port: number, standard: number) => (port === standard ? hostName : `${hostName}:${port}`);
+  const dps = new Provisioning(
+    registry,
+    {
+      retryAfterSeconds: options.dpsRetryAfterSeconds ?? 1,
+      assignedHub: () => hostFor(ports?.mqtts ?? 8883, 8883),
+      log,
+    },
+    saved?.dps,
+  );
+  for (const e of options.enrollments ?? []) dps.setEnrollment(e);
+  for (const g of options.enrollmentGroups ?? []) dps.setEnrollmentGroup(g);
 
   store = new JsonStore<State>(
     dataDir,
     () =>
-      `{"registry":${JSON.stringify(registry.toJSON())},"queues":${queues.toJSONText()},"feedback":${feedback.toJSONText()}}`,
+      `{"registry":${JSON.stringify(registry.toJSON())},"queues":${queues.toJSONText()},"feedback":${feedback.toJSONText()},"dps":${JSON.stringify(dps.toJSON())}}`,
   );
   const persist = () => store?.schedule();
   registry.onChange = persist;
+  dps.onChange = persist;
   queues.onChange = persist;
   feedback.onChange = persist;
   store.flush();
@@ -118,7 +169,8 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
 
   const amqp = createAmqpEndpoint(hub);
   const mqtt = await createMqttEndpoint(hub, { inflight: options.mqttInflight });
-  const httpsEndpoint = createHttpsEndpoint(hub, amqp, mqtt, material.keyPem, material.certPem);
+  const httpsEndpoint = createHttpsEndpoint(hub, amqp, mqtt, material.keyPem, material.certPem, dps);
+  const dpsEndpoint = await createDpsEndpoint(dps, log, material.keyPem, material.certPem);
   const p = options.ports ?? {};
   const sweep = setInterval(
     () => {
@@ -129,17 +181,17 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
   );
   sweep.unref();
 
-  let ports: LocalHub['ports'];
   try {
     ports = {
       mqtts: await mqtt.listenTls(p.mqtts ?? 8883, bind, material.keyPem, material.certPem),
       amqps: await amqp.listenTls(p.amqps ?? 5671, bind, material.keyPem, material.certPem),
       amqp: await amqp.listenPlain(p.amqp ?? 5672, bind),
       https: await httpsEndpoint.listen(p.https ?? 443, bind),
+      dps: await dpsEndpoint.listen(p.dps ?? 0, bind),
     };
   } catch (err) {
     clearInterval(sweep);
-    await Promise.allSettled([amqp.close(), mqtt.close(), httpsEndpoint.close()]);
+    await Promise.allSettled([amqp.close(), mqtt.close(), httpsEndpoint.close(), dpsEndpoint.close()]);
     feedback.close();
     const e = err as NodeJS.ErrnoException;
     throw new Error(
@@ -149,13 +201,13 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     );
   }
 
+  const bound = ports;
   // Strings for official SDK apps: a non-standard port rides in HostName (the SDKs then use it for sr too).
-  const hostFor = (port: number, standard: number) => (port === standard ? hostName : `${hostName}:${port}`);
   const policyString = (name: string) => {
     const pol = registry.policies.get(name);
     if (!pol) throw new Error(`no policy ${name}`);
     return formatConnectionString({
-      hostName: hostFor(ports.amqps, 5671),
+      hostName: hostFor(bound.amqps, 5671),
       sharedAccessKeyName: pol.name,
       sharedAccessKey: pol.primaryKey,
     });
@@ -168,14 +220,25 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     caCertPath: material.caCertPath,
     caPem: material.caPem,
     dataDir,
-    ports,
+    ports: bound,
+    idScope: dps.idScope,
+    provisioningHost: `${hostName}:${bound.dps}`,
+    async addEnrollment(opts) {
+      return { ...dps.setEnrollment(opts) };
+    },
+    async addEnrollmentGroup(opts) {
+      return { ...dps.setEnrollmentGroup(opts) };
+    },
+    removeEnrollment: async (id) => dps.removeEnrollment(id),
+    removeEnrollmentGroup: async (id) => dps.removeEnrollmentGroup(id),
+    stats: () => ({ dpsRegistrations: dps.registrationCount }),
     deviceConnectionString(id) {
       const d = registry.devices.get(id);
       if (!d) throw new Error(`device ${id} is not registered`);
       if (!d.primaryKey)
-        return formatConnectionString({ hostName: hostFor(ports.mqtts, 8883), deviceId: id, x509: true });
+        return formatConnectionString({ hostName: hostFor(bound.mqtts, 8883), deviceId: id, x509: true });
       return formatConnectionString({
-        hostName: hostFor(ports.mqtts, 8883),
+        hostName: hostFor(bound.mqtts, 8883),
         deviceId: id,
         sharedAccessKey: d.primaryKey,
       });
@@ -194,7 +257,7 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
       stopped = true;
       clearInterval(sweep);
       feedback.close();
-      await Promise.allSettled([amqp.close(), mqtt.close(), httpsEndpoint.close()]);
+      await Promise.allSettled([amqp.close(), mqtt.close(), httpsEndpoint.close(), dpsEndpoint.close()]);
       store?.flush();
       store = undefined;
     },

@@ -29,10 +29,11 @@ interface Session {
   corked: boolean;
 }
 
-/** PUBLISH, QoS 1, not retained: written by hand so no copy of the message stays in the broker. */
-function publishPacket(topic: string, messageId: number, payload: Buffer): Buffer {
+/** PUBLISH, not retained, written by hand: QoS 1 with a message id (no copy stays in the broker), else QoS 0. */
+export function publishPacket(topic: string, messageId: number | undefined, payload: Buffer): Buffer {
   const t = Buffer.from(topic, 'utf8');
-  const remaining = 2 + t.length + 2 + payload.length;
+  const idLength = messageId === undefined ? 0 : 2;
+  const remaining = 2 + t.length + idLength + payload.length;
   const len: number[] = [];
   let x = remaining;
   do {
@@ -41,15 +42,15 @@ function publishPacket(topic: string, messageId: number, payload: Buffer): Buffe
     if (x > 0) b |= 0x80;
     len.push(b);
   } while (x > 0);
-  const head = Buffer.alloc(1 + len.length + 2 + t.length + 2);
+  const head = Buffer.alloc(1 + len.length + 2 + t.length + idLength);
   let o = 0;
-  head[o++] = 0x32;
+  head[o++] = messageId === undefined ? 0x30 : 0x32;
   for (const b of len) head[o++] = b;
   head.writeUInt16BE(t.length, o);
   o += 2;
   t.copy(head, o);
   o += t.length;
-  head.writeUInt16BE(messageId, o);
+  if (messageId !== undefined) head.writeUInt16BE(messageId, o);
   return Buffer.concat([head, payload]);
 }
 
