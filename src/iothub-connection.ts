@@ -33,14 +33,6 @@ export interface ConnectionNode extends Node {
 /** Where DPS assignments persist: one file in the Node-RED user directory (see docs/ARCHITECTURE.md section 3). */
 export const DPS_ASSIGNMENTS_FILE = 'iothub-dps-assignments.json';
 
-/** The local hub's DPS, as the local hub offers it (src/localhub/dps-*.ts). */
-type LocalDps = LocalHub & {
-  idScope?: string;
-  ports: LocalHub['ports'] & { dps?: number };
-  addEnrollment?(e: { registrationId: string; primaryKey: string }): unknown;
-  addEnrollmentGroup?(e: { groupId: string; primaryKey: string }): unknown;
-};
-
 const BASE64_KEY = /^[A-Za-z0-9+/]+={0,2}$/;
 
 module.exports = function (RED: NodeAPI) {
@@ -64,7 +56,9 @@ module.exports = function (RED: NodeAPI) {
         return {
           fill: 'yellow',
           shape: 'ring',
-          text: RED._(ev.provisioning ? 'iothub-connection.status.provisioning' : 'iothub-connection.status.connecting'),
+          text: RED._(
+            ev.provisioning ? 'iothub-connection.status.provisioning' : 'iothub-connection.status.connecting',
+          ),
         };
       case 'reconnecting':
         return {
@@ -120,7 +114,7 @@ module.exports = function (RED: NodeAPI) {
         const key = dpsKey(node, settings);
         usingLocalHub = settings.dps.localHub;
         session = usingLocalHub
-          ? acquireLocalHub(settings.localHub, RED.settings.userDir).then((hub) => localDpsSession(hub as LocalDps, key))
+          ? acquireLocalHub(settings.localHub, RED.settings.userDir).then((hub) => localDpsSession(hub, key))
           : Promise.resolve(
               dpsSession(settings, key, {
                 ...common,
@@ -198,6 +192,8 @@ module.exports = function (RED: NodeAPI) {
           'no ID scope: copy it from the DPS overview in the Azure portal (IoT Central: Permissions > Device connection groups)',
           { field: 'dpsIdScope' },
         );
+      // The built-in hub makes a group key itself when none is given: the flow runs with nothing to set.
+      if (!key && cs.dps.localHub && cs.dps.attestation === 'group') return undefined;
       if (!key) {
         throw new IotHubError(
           'INVALID_ARGUMENT',
@@ -239,8 +235,11 @@ module.exports = function (RED: NodeAPI) {
       });
     }
 
-    /** The built-in local hub's DPS: its scope, port and CA; it enrolls this key on first use, as local mode registers devices. */
-    function localDpsSession(hub: LocalDps, key: string | undefined): DpsSession {
+    /**
+     * The built-in local hub's DPS: its scope, port and CA. It enrolls this config's group (with the key given, or one it
+     * makes and keeps in its data directory) or each individual device on first use, as local mode registers devices.
+     */
+    async function localDpsSession(hub: LocalHub, given: string | undefined): Promise<DpsSession> {
       if (!hub.idScope || !hub.ports.dps)
         throw new IotHubError('INVALID_ARGUMENT', 'this local hub has no Device Provisioning Service', {
           field: 'dpsLocalHub',
@@ -249,8 +248,15 @@ module.exports = function (RED: NodeAPI) {
         ...settings,
         dps: { ...settings.dps, endpoint: `${hub.hostName}:${hub.ports.dps}`, idScope: hub.idScope },
       };
-      const groupId = `node-red-${node.id}`;
-      let groupEnrolled = false;
+      const group = settings.dps.attestation === 'group';
+      const key = group
+        ? (
+            await hub.addEnrollmentGroup({
+              groupId: `node-red-${node.id.replace(/[^A-Za-z0-9._:-]/g, '-')}`,
+              ...(given ? { primaryKey: given } : {}),
+            })
+          ).primaryKey
+        : given;
       return dpsSession(
         cs,
         key,
@@ -261,15 +267,18 @@ module.exports = function (RED: NodeAPI) {
           ca: hub.caPem,
         },
         {
-          dps: { endpoint: cs.dps.endpoint, idScope: cs.dps.idScope, transport: cs.dps.transport, ca: hub.caPem, connectHost: '127.0.0.1' },
-          beforeRegister: async (registrationId, deviceKey) => {
-            if (settings.dps.attestation === 'group' && key && !groupEnrolled) {
-              await hub.addEnrollmentGroup?.({ groupId, primaryKey: key });
-              groupEnrolled = true;
-            } else if (settings.dps.attestation === 'individual') {
-              await hub.addEnrollment?.({ registrationId, primaryKey: deviceKey });
-            }
+          dps: {
+            endpoint: cs.dps.endpoint,
+            idScope: cs.dps.idScope,
+            transport: cs.dps.transport,
+            ca: hub.caPem,
+            connectHost: '127.0.0.1',
           },
+          beforeRegister: group
+            ? undefined
+            : async (registrationId, deviceKey) => {
+                await hub.addEnrollment({ registrationId, primaryKey: deviceKey });
+              },
         },
       );
     }

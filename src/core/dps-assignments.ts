@@ -54,7 +54,10 @@ export class FileAssignmentStore implements AssignmentStore {
       text = fs.readFileSync(this.file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
-        this.problem('read', `DPS assignments: cannot read ${this.file} (${(err as Error).message}): devices register again`);
+        this.problem(
+          'read',
+          `DPS assignments: cannot read ${this.file} (${(err as Error).message}): devices register again`,
+        );
       return { version: 1, assignments: {} };
     }
     try {

@@ -3,11 +3,13 @@
  * the operation until the device is assigned to a hub (docs/PROTOCOL.md section 9). Over MQTT (core/dps-mqtt.ts) or
  * HTTPS (here, node's https). No Node-RED import; the key is used to sign and never leaves this file in a message.
  */
-import { createHmac } from 'node:crypto';
 import * as https from 'node:https';
 import { IotHubError, redact } from './errors';
 import { openDpsMqtt } from './dps-mqtt';
 import { createSasToken } from './sas';
+
+/** The one home of group key derivation is core/dps-key.ts (the local DPS verifies with it too). */
+export { deriveDeviceKey } from './dps-key';
 
 export const DPS_GLOBAL_ENDPOINT = 'global.azure-devices-provisioning.net';
 /** The api-version the official SDKs (azure-iot-provisioning-device 1.9) speak. */
@@ -17,14 +19,6 @@ export const DPS_USER_AGENT = 'iothub-c2d-node-red/0.1';
 const DEFAULT_POLL_MS = 2000;
 
 export type DpsTransportKind = 'mqtt' | 'https';
-
-/**
- * A device's key from its enrollment group's key, as the SDKs' samples and IoT Central compute it:
- * base64(HMAC-SHA256(key = base64decode(groupKey), message = registrationId)).
- */
-export function deriveDeviceKey(groupKey: string, registrationId: string): string {
-  return createHmac('sha256', Buffer.from(groupKey, 'base64')).update(registrationId, 'utf8').digest('base64');
-}
 
 const REGISTRATION_ID = /^[A-Za-z0-9._:-]{0,127}[A-Za-z0-9-]$/;
 
@@ -95,7 +89,10 @@ export interface DpsConnectOptions {
 }
 
 /** host[:port] split; the port defaults by transport (MQTT 8883, HTTPS 443), as the SDKs dial. */
-export function parseDpsEndpoint(e: DpsEndpoint, transport: DpsTransportKind): Omit<DpsConnectOptions, 'idScope' | 'registrationId' | 'sasToken' | 'timeoutMs'> {
+export function parseDpsEndpoint(
+  e: DpsEndpoint,
+  transport: DpsTransportKind,
+): Omit<DpsConnectOptions, 'idScope' | 'registrationId' | 'sasToken' | 'timeoutMs'> {
   const m = /^([A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(e.endpoint.trim());
   if (!m)
     throw new IotHubError(
@@ -228,7 +225,10 @@ export async function registerDevice(o: DpsRegistrationOptions): Promise<DpsAssi
         reject(
           o.signal?.aborted
             ? aborted()
-            : new IotHubError('TIMEOUT', `DPS did not assign registration id "${o.registrationId}" in ${Math.round(timeoutMs / 1000)} s`),
+            : new IotHubError(
+                'TIMEOUT',
+                `DPS did not assign registration id "${o.registrationId}" in ${Math.round(timeoutMs / 1000)} s`,
+              ),
         ),
       { once: true },
     );
@@ -241,7 +241,8 @@ export async function registerDevice(o: DpsRegistrationOptions): Promise<DpsAssi
     let operationId: string | undefined;
     for (;;) {
       const res = await step(operationId ? transport.operationStatus(operationId) : transport.register(body));
-      const waitMs = res.retryAfterSec !== undefined && res.retryAfterSec >= 0 ? res.retryAfterSec * 1000 : DEFAULT_POLL_MS;
+      const waitMs =
+        res.retryAfterSec !== undefined && res.retryAfterSec >= 0 ? res.retryAfterSec * 1000 : DEFAULT_POLL_MS;
       if (res.status === 429 || res.status >= 500) {
         await step(delay(waitMs, deadline.signal));
         continue;
@@ -271,7 +272,10 @@ export async function registerDevice(o: DpsRegistrationOptions): Promise<DpsAssi
           `DPS: the registration of "${o.registrationId}" failed${why}`,
         );
       }
-      throw new IotHubError('PROTOCOL_ERROR', `DPS answered an unknown status ${JSON.stringify(String(r.status).slice(0, 40))}`);
+      throw new IotHubError(
+        'PROTOCOL_ERROR',
+        `DPS answered an unknown status ${JSON.stringify(String(r.status).slice(0, 40))}`,
+      );
     }
   } finally {
     clearTimeout(timer);

@@ -15,7 +15,9 @@ const CLIENT_VERSION = encodeURIComponent('iothub-c2d-node-red/0.1');
 const RESPONSES = '$dps/registrations/res/#';
 
 /** The status and query of a response topic, or undefined for any other topic. */
-export function parseResponseTopic(topic: string): { status: number; rid?: string; retryAfterSec?: number } | undefined {
+export function parseResponseTopic(
+  topic: string,
+): { status: number; rid?: string; retryAfterSec?: number } | undefined {
   const m = /^\$dps\/registrations\/res\/(\d{3})\/\?(.*)$/.exec(topic);
   if (!m) return undefined;
   const q = new URLSearchParams(m[2]);

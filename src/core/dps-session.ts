@@ -5,16 +5,17 @@
  * When that hub says the device is unauthorized or gone, the device registers again, once at once, then only on the
  * slow schedule of ConnectionLifecycle, never in a loop. No Node-RED import.
  */
+import { ConnectGate } from './connect-gate';
 import type { AssignmentStore } from './dps-assignments';
 import {
   checkRegistrationId,
-  deriveDeviceKey,
   DpsAssignment,
   DpsEndpoint,
   DpsRegistrationOptions,
   DpsTransportKind,
   registerDevice,
 } from './dps-client';
+import { deriveDeviceKey } from './dps-key';
 import { IotHubError } from './errors';
 import { DeviceLease, DeviceUser, HubSession, HubSessionOptions, ServiceLease } from './hub-session';
 import { ConnectionLifecycle } from './lifecycle';
@@ -32,6 +33,8 @@ export interface DpsSessionOptions {
   hub: Omit<HubSessionOptions, 'connection'>;
   /** Registration retries; also the slow schedule after "unauthorized". Defaults as RetryPolicy. */
   retry?: RetryOptions;
+  /** Registrations under way at once, the others wait their turn (ConnectGate). Default 10. */
+  registrationConcurrency?: number;
   /** Runs before each registration: the built-in local hub enrolls the device or its group there. */
   beforeRegister?: (registrationId: string, key: string) => Promise<void>;
   /** The registration itself (tests put a fake here). */
@@ -50,6 +53,8 @@ class ProvisionedDevice {
   /** Bumped whenever the inner lease changes: events of an older one are ignored. */
   private generation = 0;
   private registering: AbortController | undefined;
+  /** Waiting for a registration slot: leaves the line. */
+  private cancelWait: (() => void) | undefined;
   private phase: 'provisioning' | 'hub' = 'provisioning';
   /** Hub refusals since the hub last said connected: the first registers again at once, the next wait their turn. */
   private refusals = 0;
@@ -84,9 +89,24 @@ class ProvisionedDevice {
     if (this.closed || this.registering) return;
     this.phase = 'provisioning';
     this.life.connecting();
-    const o = this.session.options;
     const ac = new AbortController();
     this.registering = ac;
+    // A fleet registers a few at a time: DPS throttles a burst (429), and every device waiting counts against its time-out.
+    let started = false;
+    const cancel = this.session.gate.enter((release) => {
+      started = true;
+      this.cancelWait = undefined;
+      if (ac.signal.aborted) {
+        release();
+        return;
+      }
+      this.runRegistration(ac, release);
+    });
+    if (!started) this.cancelWait = cancel;
+  }
+
+  private runRegistration(ac: AbortController, release: () => void): void {
+    const o = this.session.options;
     const run = async () => {
       await o.beforeRegister?.(this.registrationId, this.key);
       return (o.register ?? registerDevice)({
@@ -98,6 +118,7 @@ class ProvisionedDevice {
     };
     run().then(
       (a) => {
+        release();
         if (this.registering === ac) this.registering = undefined;
         this.session.registrations++;
         o.store.set(o.dps.idScope, this.registrationId, a);
@@ -107,6 +128,7 @@ class ProvisionedDevice {
         if (this.users.size > 0) this.connectHub();
       },
       (err: unknown) => {
+        release();
         if (this.registering === ac) this.registering = undefined;
         if (this.closed || ac.signal.aborted) return;
         const e =
@@ -205,6 +227,8 @@ class ProvisionedDevice {
     this.life.close();
     this.registering?.abort();
     this.registering = undefined;
+    this.cancelWait?.();
+    this.cancelWait = undefined;
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
     this.releaseInner(removed);
@@ -217,8 +241,11 @@ export class DpsSession {
   /** Registrations this session completed (tests, the editor). */
   registrations = 0;
   private closed = false;
+  readonly gate: ConnectGate;
 
-  constructor(readonly options: DpsSessionOptions) {}
+  constructor(readonly options: DpsSessionOptions) {
+    this.gate = new ConnectGate(options.registrationConcurrency ?? 10);
+  }
 
   /** One HubSession per assigned hub: DPS may spread devices over several. */
   hubFor(hostName: string): HubSession {

@@ -139,5 +139,8 @@ test('the Device Provisioning Service kind: endpoint, scope, attestation, transp
   });
   // Unknown values fall back: a group key over MQTT to the global endpoint.
   const d = connectionSettings({ id: 'c', type: 'x', mode: 'dps', dpsAttestation: 'tpm', dpsTransport: 'amqp' });
-  assert.deepEqual([d.dps.attestation, d.dps.transport, d.dps.endpoint], ['group', 'mqtt', 'global.azure-devices-provisioning.net']);
+  assert.deepEqual(
+    [d.dps.attestation, d.dps.transport, d.dps.endpoint],
+    ['group', 'mqtt', 'global.azure-devices-provisioning.net'],
+  );
 });
