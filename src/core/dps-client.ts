@@ -109,13 +109,17 @@ export function parseDpsEndpoint(
   };
 }
 
-/** The token DPS wants: resource `{idScope}/registrations/{registrationId}`, key name `registration`. */
+/**
+ * The token DPS wants: resource `{idScope}/registrations/{registrationId}` (not url-encoded: byte for byte the token of
+ * azure-iot-security-symmetric-key), key name `registration`.
+ */
 export function registrationToken(idScope: string, registrationId: string, key: string, expiresAt: number): string {
   return createSasToken({
     resourceUri: `${idScope}/registrations/${registrationId}`,
     key,
     keyName: 'registration',
     expiresAt,
+    rawResource: true,
   });
 }
 
