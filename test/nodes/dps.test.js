@@ -356,7 +356,7 @@ test('the IoT Central offline commands example runs on the built-in local hub', 
     ...nodeModules,
     require('@node-red/nodes/core/common/20-inject.js'),
     require('@node-red/nodes/core/function/10-switch.js'),
-    require('@node-red/nodes/core/function/15-change.js'),
+    require('@node-red/nodes/core/function/10-function.js'),
     require('@node-red/nodes/core/common/90-comment.js'),
   ];
   try {
