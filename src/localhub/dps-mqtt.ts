@@ -30,8 +30,55 @@ const REGISTER = /^\$dps\/registrations\/PUT\/iotdps-register\/\?(.*)$/;
 const STATUS = /^\$dps\/registrations\/GET\/iotdps-get-operationstatus\/\?(.*)$/;
 
 export interface DpsEndpoint {
+  readonly provisioning: Provisioning;
   listen(port: number, host: string): Promise<number>;
+  /**
+   * An MQTT stream from the hub's WebSocket path, which DPS's MQTT over WebSockets dials too: kept when its CONNECT is
+   * DPS's, else handed to `otherwise` (the hub's broker). The CONNECT may come in several WebSocket messages.
+   */
+  handleMqttStream(stream: Duplex, otherwise: (stream: Duplex) => void): void;
   close(): Promise<void>;
+}
+
+/**
+ * Whether an MQTT stream's first bytes are a CONNECT with DPS's user name (`{idScope}/registrations/{id}/api-version=
+ * ...`; the hub's is `{host}/{deviceId}/?api-version=...`); undefined while the CONNECT is not complete. Read by hand:
+ * fixed header, protocol name, level, flags, keep-alive, client id, will topic and message when flagged, user name.
+ */
+export function isDpsConnect(first: Buffer): boolean | undefined {
+  if (first.length === 0) return undefined;
+  if (first[0] !== 0x10) return false;
+  let o = 1;
+  let remaining = 0;
+  for (let shift = 0; ; shift += 7) {
+    if (o >= first.length) return undefined;
+    const b = first[o++];
+    remaining += (b & 0x7f) * 2 ** shift;
+    if (!(b & 0x80)) break;
+    if (shift >= 21) return false;
+  }
+  if (first.length < o + remaining) return undefined;
+  try {
+    const str = () => {
+      const n = first.readUInt16BE(o);
+      const v = first.subarray(o + 2, o + 2 + n);
+      o += 2 + n;
+      return v;
+    };
+    str();
+    o++;
+    const flags = first[o];
+    o += 3;
+    str();
+    if (flags & 0x04) {
+      str();
+      str();
+    }
+    if (!(flags & 0x80)) return false;
+    return /^[^/]+\/registrations\/[^/]+\/api-version=/.test(str().toString('utf8'));
+  } catch {
+    return false;
+  }
 }
 
 export async function createDpsEndpoint(
@@ -105,6 +152,14 @@ export async function createDpsEndpoint(
       // Answered after aedes acknowledges the request, so the PUBACK comes first, as from DPS.
       done(null);
       setImmediate(() => {
+        try {
+          respond();
+        } catch (err) {
+          log('error', `DPS MQTT: ${(err as Error).message}`);
+          answer(c, rid, { status: 500, body: { errorCode: 500000, message: 'Internal server error' } });
+        }
+      });
+      const respond = () => {
         if (reg) {
           let body: unknown;
           try {
@@ -116,7 +171,7 @@ export async function createDpsEndpoint(
         } else {
           answer(c, rid, dps.operationStatus(s.idScope, s.registrationId, s.token, q.get('operationId') ?? ''));
         }
-      });
+      };
     },
     // Nothing is routed between DPS clients: every answer is written to its own connection.
     authorizeForward: () => null as never,
@@ -145,6 +200,23 @@ export async function createDpsEndpoint(
   });
 
   return {
+    provisioning: dps,
+    handleMqttStream(stream, otherwise) {
+      const chunks: Buffer[] = [];
+      const onData = (c: Buffer) => {
+        chunks.push(c);
+        const first = Buffer.concat(chunks);
+        const mine = isDpsConnect(first);
+        if (mine === undefined && first.length < 64 * 1024) return;
+        stream.off('data', onData);
+        stream.pause();
+        stream.unshift(first);
+        if (mine) broker.handle(stream as never);
+        else otherwise(stream);
+        stream.resume();
+      };
+      stream.on('data', onData);
+    },
     listen(port, host) {
       return new Promise((resolve, reject) => {
         server.once('error', reject);

@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { deriveDeviceKey } from '../core/dps-key';
+import { checkDeviceId } from '../core/message';
 import { parseSasToken, ParsedSasToken, verifySasToken } from '../core/sas';
 import { LogFn } from './context';
 import { newKey, Registry } from './registry';
@@ -73,7 +74,7 @@ export function checkRegistrationId(id: string, what = 'registration id'): void 
     throw new Error(`the ${what} "${String(id)}" must be 1 to 128 characters of a-z, A-Z, 0-9 and . _ - :`);
 }
 
-function checkKey(key: string | undefined, field: string): void {
+export function checkKey(key: string | undefined, field: string): void {
   if (key === undefined) return;
   if (typeof key !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(key) || key.length % 4 !== 0)
     throw new Error(`${field} must be a base64 key (for example 32 random bytes in base64)`);
@@ -148,6 +149,7 @@ export class Provisioning {
     checkKey(opts.secondaryKey, 'secondaryKey');
     if (opts.provisioningStatus !== undefined && !['enabled', 'disabled'].includes(opts.provisioningStatus))
       throw new Error('provisioningStatus must be "enabled" or "disabled"');
+    if (opts.deviceId !== undefined) checkDeviceId(opts.deviceId);
     const key = opts.registrationId.toLowerCase();
     const old = this.enrollments.get(key);
     const e: Enrollment = {
@@ -273,7 +275,13 @@ export class Provisioning {
     const op = this.operations.get(operationId);
     if (!op || op.registrationId.toLowerCase() !== registrationId.toLowerCase())
       return errorAnswer(404, 404203, 'Operation not found', `no operation ${operationId} for ${registrationId}`);
-    op.result ??= this.assign(operationId, registrationId, who);
+    try {
+      op.result ??= this.assign(operationId, registrationId, who);
+    } catch (err) {
+      // Not kept: a later query tries again.
+      this.options.log('error', `DPS: assigning ${registrationId} failed: ${(err as Error).message}`);
+      return errorAnswer(500, 500000, 'Internal server error', `the assignment failed: ${(err as Error).message}`);
+    }
     return op.result;
   }
 

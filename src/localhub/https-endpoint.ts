@@ -11,7 +11,7 @@ import { IotHubError } from '../core/errors';
 import { AmqpEndpoint } from './amqp-endpoint';
 import { HubContext } from './context';
 import { MqttEndpoint } from './mqtt-endpoint';
-import { Provisioning } from './dps';
+import { DpsEndpoint } from './dps-mqtt';
 import { handleDpsRequest, isDpsPath } from './dps-rest';
 import { Device, Permission } from './registry';
 
@@ -91,7 +91,7 @@ export function createHttpsEndpoint(
   mqtt: MqttEndpoint,
   key: string,
   cert: string,
-  dps?: Provisioning,
+  dps?: DpsEndpoint,
 ) {
   const authorize = (req: IncomingMessage, need: Permission) => {
     const auth = req.headers.authorization;
@@ -105,7 +105,7 @@ export function createHttpsEndpoint(
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // DPS's REST paths too: its HTTP transport always dials port 443, where this port usually is (PROTOCOL 9.3).
-    if (dps && isDpsPath(req.url)) return handleDpsRequest(dps, req, res);
+    if (dps && isDpsPath(req.url)) return handleDpsRequest(dps.provisioning, req, res);
     const url = new URL(req.url ?? '/', 'https://local');
     const m = /^\/devices\/([^/]+)(\/commands)?\/?$/.exec(url.pathname);
     if (!m) throw new HttpError(404, 'NotFound', `no such resource: ${url.pathname}`);
@@ -199,8 +199,11 @@ export function createHttpsEndpoint(
     socket.setNoDelay(true);
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (/^amqpwsb10$/i.test(ws.protocol)) amqp.acceptWebSocket(ws);
-      else if (/^mqtt$/i.test(ws.protocol) && p === '/$iothub/websocket') mqtt.handleStream(createWebSocketStream(ws));
-      else ws.close(1002, 'unsupported subprotocol');
+      else if (/^mqtt$/i.test(ws.protocol) && p === '/$iothub/websocket') {
+        // DPS's MQTT over WebSockets dials this same path on 443: its CONNECT's user name tells it from a device's.
+        if (dps) dps.handleMqttStream(createWebSocketStream(ws), (s) => mqtt.handleStream(s));
+        else mqtt.handleStream(createWebSocketStream(ws));
+      } else ws.close(1002, 'unsupported subprotocol');
     });
   });
 

@@ -169,8 +169,8 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
 
   const amqp = createAmqpEndpoint(hub);
   const mqtt = await createMqttEndpoint(hub, { inflight: options.mqttInflight });
-  const httpsEndpoint = createHttpsEndpoint(hub, amqp, mqtt, material.keyPem, material.certPem, dps);
   const dpsEndpoint = await createDpsEndpoint(dps, log, material.keyPem, material.certPem);
+  const httpsEndpoint = createHttpsEndpoint(hub, amqp, mqtt, material.keyPem, material.certPem, dpsEndpoint);
   const p = options.ports ?? {};
   const sweep = setInterval(
     () => {

@@ -9,13 +9,15 @@ export interface LocalHubSettings {
   mqttsPort?: number;
   amqpsPort?: number;
   httpsPort?: number;
+  /** The DPS port (MQTT and HTTPS); 0, the default, picks a free one. */
+  dpsPort?: number;
   dataDir?: string;
 }
 
 let running: { hub: Promise<LocalHub>; users: number; key: string; stopTimer?: NodeJS.Timeout } | undefined;
 
 function keyOf(s: LocalHubSettings): string {
-  return JSON.stringify([s.mqttsPort, s.amqpsPort, s.httpsPort, s.dataDir]);
+  return JSON.stringify([s.mqttsPort, s.amqpsPort, s.httpsPort, s.dpsPort, s.dataDir]);
 }
 
 /** Default ports avoid 443 (needs root) and the standard 8883/5671 a real broker may hold. */
@@ -44,6 +46,7 @@ export function acquireLocalHub(settings: LocalHubSettings, userDir: string | un
         amqps: settings.amqpsPort ?? LOCAL_DEFAULTS.amqpsPort,
         amqp: 0,
         https: settings.httpsPort ?? LOCAL_DEFAULTS.httpsPort,
+        dps: settings.dpsPort ?? 0,
       },
       autoRegister: true,
     };

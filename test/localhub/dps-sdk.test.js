@@ -7,7 +7,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const https = require('node:https');
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
-const { Mqtt: ProvisioningMqtt } = require('azure-iot-provisioning-device-mqtt');
+const { Mqtt: ProvisioningMqtt, MqttWs: ProvisioningMqttWs } = require('azure-iot-provisioning-device-mqtt');
 const { Http: ProvisioningHttp } = require('azure-iot-provisioning-device-http');
 const { Http: HttpBase } = require('azure-iot-http-base');
 const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
@@ -90,39 +90,119 @@ async function receivesC2d(hub, result, key) {
 }
 
 for (const transportName of ['mqtt', 'http']) {
-  test(`${transportName}: individual and group enrollments are assigned; the devices then receive C2D`, async () => {
-    const hub = await hubWith();
-    try {
-      assert.match(hub.idScope, /^0ne[0-9A-F]{8}$/);
-      const individual = await hub.addEnrollment({ registrationId: `ind-${transportName}` });
-      await hub.addEnrollmentGroup({ groupId: 'fleet', primaryKey: GROUP_KEY });
+  for (const kind of ['individual', 'group']) {
+    test(`${transportName}, ${kind} enrollment: assigned by the provisioning SDK; the device then receives C2D`, async () => {
+      const hub = await hubWith();
+      try {
+        assert.match(hub.idScope, /^0ne[0-9A-F]{8}$/);
+        const registrationId = `${kind}-${transportName}`;
+        let key;
+        if (kind === 'individual') key = (await hub.addEnrollment({ registrationId })).primaryKey;
+        else {
+          await hub.addEnrollmentGroup({ groupId: 'fleet', primaryKey: GROUP_KEY });
+          key = deriveDeviceKey(GROUP_KEY, registrationId);
+        }
+        const r = await provision(hub, transportName, registrationId, key);
+        assert.equal(r.registrationId, registrationId);
+        assert.equal(r.deviceId, registrationId);
+        assert.equal(r.status, 'assigned');
+        assert.equal(r.substatus, 'initialAssignment');
+        assert.equal(r.assignedHub, `localhost:${hub.ports.mqtts}`);
+        for (const f of ['createdDateTimeUtc', 'lastUpdatedDateTimeUtc', 'etag'])
+          assert.equal(typeof r[f], 'string', f);
+        assert.equal(hub.stats().dpsRegistrations, 1);
+        await receivesC2d(hub, r, key);
 
-      const r1 = await provision(hub, transportName, individual.registrationId, individual.primaryKey);
-      assert.equal(r1.registrationId, `ind-${transportName}`);
-      assert.equal(r1.deviceId, `ind-${transportName}`);
-      assert.equal(r1.status, 'assigned');
-      assert.equal(r1.substatus, 'initialAssignment');
-      assert.equal(r1.assignedHub, `localhost:${hub.ports.mqtts}`);
-      for (const f of ['createdDateTimeUtc', 'lastUpdatedDateTimeUtc', 'etag']) assert.equal(typeof r1[f], 'string', f);
-      await receivesC2d(hub, r1, individual.primaryKey);
-
-      const groupDevice = `member-${transportName}`;
-      const derived = deriveDeviceKey(GROUP_KEY, groupDevice);
-      const r2 = await provision(hub, transportName, groupDevice, derived);
-      assert.equal(r2.deviceId, groupDevice);
-      assert.equal(r2.status, 'assigned');
-      await receivesC2d(hub, r2, derived);
-      assert.equal(hub.stats().dpsRegistrations, 2);
-
-      // Again: the same hub, now a re-provisioning; the counter counts each accepted request.
-      const r3 = await provision(hub, transportName, groupDevice, derived);
-      assert.equal(r3.substatus, 'reprovisionedToInitialAssignment');
-      assert.equal(hub.stats().dpsRegistrations, 3);
-    } finally {
-      await hub.stop();
-    }
-  });
+        // Again: a re-provisioning to the same hub; each accepted request counts.
+        const again = await provision(hub, transportName, registrationId, key);
+        assert.equal(again.substatus, 'reprovisionedToInitialAssignment');
+        assert.equal(again.createdDateTimeUtc, r.createdDateTimeUtc);
+        assert.equal(hub.stats().dpsRegistrations, 2);
+      } finally {
+        await hub.stop();
+      }
+    });
+  }
 }
+
+test('the SDK HTTP transport takes no port in the provisioning host: "localhost:PORT" does not resolve', async () => {
+  const hub = await hubWith();
+  try {
+    const e = await hub.addEnrollment({ registrationId: 'with-port' });
+    const security = new SymmetricKeySecurityClient('with-port', e.primaryKey);
+    const client = ProvisioningDeviceClient.create(hub.provisioningHost, hub.idScope, new ProvisioningHttp(), security);
+    const err = await client.register().then(
+      () => assert.fail('registered through host:port'),
+      (x) => x,
+    );
+    assert.match(`${err.code} ${err.message}`, /ENOTFOUND|EAI_AGAIN/);
+    assert.match(err.message, new RegExp(`localhost:${hub.ports.dps}`));
+    assert.equal(hub.stats().dpsRegistrations, 0);
+  } finally {
+    await hub.stop();
+  }
+});
+
+test('an enrollment with its own device id; ID scope, enrollments and registrations survive a restart', async () => {
+  const dataDir = hubDataDir();
+  const first = await hubWith({ dataDir });
+  let idScope;
+  let key;
+  try {
+    idScope = first.idScope;
+    key = (await first.addEnrollment({ registrationId: 'sensor-7', deviceId: 'Sensor-Seven' })).primaryKey;
+    const r = await provision(first, 'mqtt', 'sensor-7', key);
+    assert.equal(r.deviceId, 'Sensor-Seven');
+    await assert.rejects(first.addEnrollment({ registrationId: 'x', deviceId: 'no spaces' }), /device id "no spaces"/);
+    await assert.rejects(first.addEnrollment({ registrationId: 'bad id' }), /registration id "bad id" must be/);
+    await assert.rejects(
+      first.addEnrollmentGroup({ groupId: 'g', primaryKey: 'short' }),
+      /primaryKey must be a base64 key/,
+    );
+    assert.equal(r.substatus, 'initialAssignment');
+  } finally {
+    await first.stop();
+  }
+  const second = await hubWith({ dataDir });
+  try {
+    assert.equal(second.idScope, idScope);
+    assert.equal(second.stats().dpsRegistrations, 0, 'the counter counts since this start');
+    const r = await provision(second, 'mqtt', 'sensor-7', key);
+    assert.equal(r.substatus, 'reprovisionedToInitialAssignment');
+    await receivesC2d(second, r, key);
+    assert.equal(second.stats().dpsRegistrations, 1);
+  } finally {
+    await second.stop();
+  }
+});
+
+test('port 443: the hub HTTPS port serves DPS REST and MQTT over WebSockets, so the bare host name is the provisioning host', async (t) => {
+  let hub;
+  try {
+    hub = await hubWith({ ports: { mqtts: 0, amqps: 0, amqp: 0, https: 443, dps: 0 } });
+  } catch (err) {
+    if (process.env.CI) throw err;
+    t.skip(`port 443 is not available here (${err.message}); CI runs this`);
+    return;
+  }
+  try {
+    for (const [id, Transport] of [
+      ['via-443-http', ProvisioningHttp],
+      ['via-443-mqtt-ws', ProvisioningMqttWs],
+    ]) {
+      const e = await hub.addEnrollment({ registrationId: id });
+      const security = new SymmetricKeySecurityClient(id, e.primaryKey);
+      const client = ProvisioningDeviceClient.create('localhost', hub.idScope, new Transport(), security);
+      const r = await client.register();
+      assert.equal(r.status, 'assigned');
+      assert.equal(r.deviceId, id);
+      await receivesC2d(hub, r, e.primaryKey);
+    }
+    assert.equal(hub.stats().dpsRegistrations, 2);
+  } finally {
+    await hub.stop();
+  }
+});
 
 test('refusals, as the SDK reports them: wrong key and unknown id are 401 Unauthorized (401002); disabled is status disabled', async () => {
   const hub = await hubWith();
@@ -143,9 +223,16 @@ test('refusals, as the SDK reports them: wrong key and unknown id are 401 Unauth
           (x) => x,
         );
         assert.equal(err.name, 'UnauthorizedError', `${transportName} ${id}: ${err.message}`);
-        assert.equal(err.result.errorCode, 401002);
-        assert.equal(err.result.message, 'Unauthorized');
-        assert.ok(!JSON.stringify(err.result).includes(e.primaryKey), 'the answer names no key');
+        // MQTT: the SDK's translateError keeps the answer as err.result; HTTP: its REST client keeps err.responseBody.
+        const body = transportName === 'mqtt' ? err.result : JSON.parse(err.responseBody);
+        assert.equal(err.response?.statusCode ?? 401, 401);
+        assert.equal(body.errorCode, 401002);
+        assert.equal(body.message, 'Unauthorized');
+        assert.match(
+          body.info.reason,
+          id === 'known' ? /not signed with the individual enrollment key/ : /no enrollment/,
+        );
+        assert.ok(!JSON.stringify(body).includes(e.primaryKey), 'the answer names no key');
       }
       for (const [id, key] of [
         ['off', off.primaryKey],
@@ -167,6 +254,147 @@ test('refusals, as the SDK reports them: wrong key and unknown id are 401 Unauth
     assert.throws(() => hub.deviceConnectionString('off'), /not registered/);
     assert.throws(() => hub.deviceConnectionString('nobody'), /not registered/);
   } finally {
+    await hub.stop();
+  }
+});
+
+/** One MQTT client as a device would be, speaking DPS's topics by hand (the `mqtt` package, not the SDK). */
+async function rawMqtt(hub, registrationId, token, clientId = registrationId) {
+  const mqtt = require('mqtt');
+  const client = await mqtt.connectAsync(`mqtts://localhost:${hub.ports.dps}`, {
+    clientId,
+    username: `${hub.idScope}/registrations/${registrationId}/api-version=2019-03-31`,
+    password: token,
+    ca: hub.caPem,
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    clean: true,
+  });
+  const answers = [];
+  client.on('message', (topic, payload) => answers.push({ topic, body: JSON.parse(payload.toString()) }));
+  await client.subscribeAsync('$dps/registrations/res/#', { qos: 1 });
+  return { client, answers };
+}
+
+function rest(hub, method, path, token, body) {
+  return new Promise((resolve, reject) => {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    const req = https.request(
+      {
+        host: 'localhost',
+        port: hub.ports.dps,
+        method,
+        path,
+        ca: hub.caPem,
+        agent: false,
+        headers: {
+          'Content-Type': 'application/json; charset=utf-8',
+          'Content-Length': Buffer.byteLength(text),
+          ...(token ? { Authorization: token } : {}),
+        },
+      },
+      (res) => {
+        let data = '';
+        res.on('data', (c) => (data += c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: JSON.parse(data) }));
+      },
+    );
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
+test('the wire: MQTT topics with $rid and retry-after, REST paths with a retry-after header, 401 on the response topic', async () => {
+  const { createSasToken } = require('../../nodes/core/sas.js');
+  const hub = await hubWith();
+  const clients = [];
+  try {
+    const e = await hub.addEnrollment({ registrationId: 'wire-1' });
+    const tokenFor = (id, key) =>
+      createSasToken({
+        resourceUri: `${hub.idScope}/registrations/${id}`,
+        key,
+        keyName: 'registration',
+        expiresAt: Date.now() / 1000 + 600,
+      });
+    // MQTT: register, then ask for the operation's status.
+    const m = await rawMqtt(hub, 'wire-1', tokenFor('wire-1', e.primaryKey));
+    clients.push(m.client);
+    await m.client.publishAsync(
+      '$dps/registrations/PUT/iotdps-register/?$rid=r1',
+      JSON.stringify({ registrationId: 'wire-1' }),
+      { qos: 1 },
+    );
+    await waitFor(() => m.answers.length === 1, 'the 202');
+    assert.equal(m.answers[0].topic, '$dps/registrations/res/202/?$rid=r1&retry-after=1');
+    assert.equal(m.answers[0].body.status, 'assigning');
+    assert.match(m.answers[0].body.operationId, /^4\.[0-9a-f]{16}\.[0-9a-f-]{36}$/);
+    const op = m.answers[0].body.operationId;
+    await m.client.publishAsync(`$dps/registrations/GET/iotdps-get-operationstatus/?$rid=r2&operationId=${op}`, ' ', {
+      qos: 1,
+    });
+    await waitFor(() => m.answers.length === 2, 'the 200');
+    assert.equal(m.answers[1].topic, '$dps/registrations/res/200/?$rid=r2');
+    assert.equal(m.answers[1].body.operationId, op);
+    assert.equal(m.answers[1].body.status, 'assigned');
+    assert.equal(m.answers[1].body.registrationState.assignedHub, `localhost:${hub.ports.mqtts}`);
+
+    // A wrong key is accepted at CONNECT and answered 401 on the response topic, as DPS does.
+    const bad = await rawMqtt(hub, 'wire-1', tokenFor('wire-1', Buffer.alloc(32, 1).toString('base64')));
+    clients.push(bad.client);
+    await bad.client.publishAsync(
+      '$dps/registrations/PUT/iotdps-register/?$rid=r3',
+      JSON.stringify({ registrationId: 'wire-1' }),
+      { qos: 1 },
+    );
+    await waitFor(() => bad.answers.length === 1, 'the 401');
+    assert.equal(bad.answers[0].topic, '$dps/registrations/res/401/?$rid=r3');
+    assert.equal(bad.answers[0].body.errorCode, 401002);
+    assert.equal(bad.answers[0].body.message, 'Unauthorized');
+    for (const f of ['trackingId', 'timestampUtc']) assert.equal(typeof bad.answers[0].body[f], 'string');
+
+    // A client id other than the registration id is refused at CONNECT.
+    await assert.rejects(
+      rawMqtt(hub, 'wire-1', tokenFor('wire-1', e.primaryKey), 'someone-else'),
+      /Bad username or password|Connection refused/,
+    );
+
+    // REST: the same answers, retry-after as a header.
+    const token = tokenFor('wire-1', e.primaryKey);
+    const put = await rest(hub, 'PUT', `/${hub.idScope}/registrations/wire-1/register?api-version=2019-03-31`, token, {
+      registrationId: 'wire-1',
+    });
+    assert.equal(put.status, 202);
+    assert.equal(put.headers['retry-after'], '1');
+    assert.equal(put.body.status, 'assigning');
+    const get = await rest(
+      hub,
+      'GET',
+      `/${hub.idScope}/registrations/wire-1/operations/${put.body.operationId}?api-version=2019-03-31`,
+      token,
+    );
+    assert.equal(get.status, 200);
+    assert.equal(get.body.status, 'assigned');
+    assert.equal(get.body.registrationState.substatus, 'reprovisionedToInitialAssignment');
+    const denied = await rest(
+      hub,
+      'PUT',
+      `/${hub.idScope}/registrations/wire-1/register?api-version=2019-03-31`,
+      undefined,
+      { registrationId: 'wire-1' },
+    );
+    assert.equal(denied.status, 401);
+    assert.equal(denied.headers['x-ms-error-code'], '401002');
+    const unknownOp = await rest(
+      hub,
+      'GET',
+      `/${hub.idScope}/registrations/wire-1/operations/4.0.nope?api-version=2019-03-31`,
+      token,
+    );
+    assert.equal(unknownOp.status, 404);
+    assert.equal(hub.stats().dpsRegistrations, 2, 'the refused requests do not count');
+  } finally {
+    await Promise.all(clients.map((c) => c.endAsync()));
     await hub.stop();
   }
 });
