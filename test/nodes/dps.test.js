@@ -139,6 +139,65 @@ test('the core client registers over MQTT and HTTPS, individual and group, and n
   }
 });
 
+test('a redeploy within the linger takes the provisioned device up again: no new registration, no message lost', async () => {
+  const { DpsSession } = require('../../nodes/core/dps-session.js');
+  const { MemoryAssignmentStore } = require('../../nodes/core/dps-assignments.js');
+  const { ServiceClient } = require('../../nodes/core/service-client.js');
+  const { parseConnectionString } = require('../../nodes/core/connection-string.js');
+  const hub = await dpsHub();
+  const session = new DpsSession({
+    dps: {
+      endpoint: hub.provisioningHost,
+      connectHost: '127.0.0.1',
+      idScope: hub.idScope,
+      transport: 'mqtt',
+      ca: hub.caPem,
+    },
+    attestation: 'group',
+    enrollmentKey: GROUP_KEY,
+    store: new MemoryAssignmentStore(),
+    hub: { deviceTransport: 'mqtt', serviceTransport: 'amqp', ca: hub.caPem, lingerMs: 10_000 },
+  });
+  const c = parseConnectionString(hub.hubConnectionString);
+  const service = new ServiceClient({
+    hostName: c.hostName,
+    ca: hub.caPem,
+    transport: 'amqp',
+    sharedAccessKeyName: c.sharedAccessKeyName,
+    sharedAccessKey: c.sharedAccessKey,
+  });
+  service.open();
+  const user = () => {
+    const u = { states: [], got: [] };
+    u.onStatus = (ev) => u.states.push(ev);
+    u.onMessage = (m) => u.got.push(m.body.toString());
+    return u;
+  };
+  try {
+    const first = user();
+    const lease = session.acquireDevice('linger-1', first);
+    await waitFor(() => first.states.at(-1)?.state === 'connected', 'connected', 20_000);
+    assert.ok(
+      first.states.some((ev) => ev.provisioning && ev.state === 'connecting'),
+      'said it was registering',
+    );
+    await lease.release(false);
+    // While no node holds the device, a message waits, unacknowledged, for the next one.
+    await service.send('linger-1', { body: Buffer.from('while parked'), properties: {} });
+    const second = user();
+    const lease2 = session.acquireDevice('linger-1', second);
+    await waitFor(() => second.got.includes('while parked'), 'the parked message reaches the redeployed node', 20_000);
+    assert.equal(hub.stats().dpsRegistrations, 1, 'no new registration');
+    assert.deepEqual(first.got, []);
+    await lease2.release(true);
+    await waitFor(() => !hub.isDeviceConnected('linger-1'), 'released for good: disconnected');
+  } finally {
+    await service.close();
+    await session.close();
+    await hub.stop();
+  }
+});
+
 test(
   'individual (HTTPS) and group (MQTT) enrollments: registered, C2D received; a restart registers nothing again',
   { timeout: 120_000 },
@@ -307,6 +366,67 @@ test(
     }
   },
 );
+
+test('msg.action connect provisions a group device, and one with its own key (msg.sharedAccessKey); c2d send refuses a DPS config', async () => {
+  const hub = await dpsHub();
+  helper.settings({ userDir: userDir() });
+  await helper.startServer();
+  const { flow, credentials } = flowWith(
+    hub,
+    [dpsConfig(hub, 'dpsM')],
+    [{ id: 'rm', connection: 'dpsM', deviceId: '' }],
+  );
+  flow.push(
+    at({
+      id: 'sendDps',
+      type: 'iothub-c2d-send',
+      connection: 'dpsM',
+      deviceId: 'x',
+      deviceIdType: 'str',
+      ack: 'none',
+      ttl: '',
+      trackDelivery: false,
+      mappings: [],
+      wires: [],
+    }),
+  );
+  try {
+    await helper.load(nodeModules, flow, credentials);
+    const out = [];
+    helper.getNode('out').on('input', (m) => out.push(m));
+    const caught = [];
+    helper.getNode('caught').on('input', (m) => caught.push(m));
+    const sendDps = watch(helper.getNode('sendDps'));
+    const recv = helper.getNode('rm');
+    recv.receive({ action: 'connect', deviceId: 'by-msg-1' });
+    recv.receive({ action: 'connect', deviceId: 'solo', sharedAccessKey: SOLO_KEY });
+    await waitFor(
+      () => hub.isDeviceConnected('by-msg-1') && hub.isDeviceConnected('solo'),
+      'both connected by msg',
+      30_000,
+    );
+    await c2dReaches(['by-msg-1', 'solo'], out, 'msg');
+    assert.equal(hub.stats().dpsRegistrations, 2);
+    recv.receive({ action: 'list', topic: 'list' });
+    await waitFor(() => out.some((m) => m.topic === 'list'), 'the list');
+    assert.deepEqual(
+      out
+        .find((m) => m.topic === 'list')
+        .payload.map((d) => d.deviceId)
+        .sort(),
+      ['by-msg-1', 'solo'],
+    );
+    recv.receive({ action: 'connect', deviceId: 'not/allowed' });
+    await waitFor(() => caught.length === 1, 'a bad registration id caught');
+    assert.match(caught[0].error.message, /registration id|device id/);
+    await waitFor(() => sendDps.said.some((t) => /device receive only/.test(t)), 'c2d send says why it cannot send');
+    noKeyIn(JSON.stringify([out, caught, sendDps]), [GROUP_KEY, SOLO_KEY, deriveDeviceKey(GROUP_KEY, 'by-msg-1')]);
+  } finally {
+    await helper.unload().catch(() => undefined);
+    await helper.stopServer();
+    await hub.stop();
+  }
+});
 
 test('100 devices of one group through one device receive node (list mode): exactly 100 registrations', async () => {
   const hub = await dpsHub();
