@@ -3,6 +3,7 @@
  * `PUT /{idScope}/registrations/{registrationId}/register` and `GET /{idScope}/registrations/{registrationId}/operations/
  * {operationId}`, authorized by a `SharedAccessSignature` header. Served on the DPS port and on the hub's HTTPS port.
  */
+import { randomUUID } from 'node:crypto';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { DpsAnswer, Provisioning } from './dps';
 
@@ -61,7 +62,7 @@ const bad = (reason: string): DpsAnswer => ({
   status: 400,
   body: {
     errorCode: 400004,
-    trackingId: '',
+    trackingId: randomUUID(),
     message: 'Bad request',
     timestampUtc: new Date().toISOString(),
     info: { reason },

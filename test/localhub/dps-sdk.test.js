@@ -394,7 +394,88 @@ test('the wire: MQTT topics with $rid and retry-after, REST paths with a retry-a
     assert.equal(unknownOp.status, 404);
     assert.equal(hub.stats().dpsRegistrations, 2, 'the refused requests do not count');
   } finally {
-    await Promise.all(clients.map((c) => c.endAsync()));
+    await Promise.all(clients.map((c) => c.endAsync(true)));
+    await hub.stop();
+  }
+});
+
+test('bad input: malformed requests get clear answers, hostile bytes close only their own connection', async () => {
+  const tls = require('node:tls');
+  const { createSasToken } = require('../../nodes/core/sas.js');
+  const { isDpsConnect } = require('../../nodes/localhub/dps-mqtt.js');
+  const hub = await hubWith();
+  const clients = [];
+  try {
+    const e = await hub.addEnrollment({ registrationId: 'bad-1' });
+    const sign = (over = {}) =>
+      createSasToken({
+        resourceUri: `${hub.idScope}/registrations/bad-1`,
+        key: e.primaryKey,
+        keyName: 'registration',
+        expiresAt: Date.now() / 1000 + 600,
+        ...over,
+      });
+    const path = `/${hub.idScope}/registrations/bad-1/register?api-version=2019-03-31`;
+    const reasons = {
+      expired: await rest(hub, 'PUT', path, sign({ expiresAt: Date.now() / 1000 - 10 }), { registrationId: 'bad-1' }),
+      skn: await rest(hub, 'PUT', path, sign({ keyName: 'iothubowner' }), { registrationId: 'bad-1' }),
+      resource: await rest(hub, 'PUT', path, sign({ resourceUri: `${hub.idScope}/registrations/other` }), {
+        registrationId: 'bad-1',
+      }),
+      scope: await rest(hub, 'PUT', `/0neFFFFFFFF/registrations/bad-1/register`, sign(), { registrationId: 'bad-1' }),
+      garbage: await rest(hub, 'PUT', path, 'SharedAccessSignature nonsense', { registrationId: 'bad-1' }),
+    };
+    for (const [what, r] of Object.entries(reasons)) {
+      assert.equal(r.status, 401, what);
+      assert.equal(r.body.errorCode, 401002, what);
+    }
+    assert.match(reasons.expired.body.info.reason, /expired/);
+    assert.match(reasons.skn.body.info.reason, /skn must be "registration"/);
+    assert.match(reasons.resource.body.info.reason, /resource must be \{idScope\}\/registrations\/\{registrationId\}/);
+    assert.match(reasons.scope.body.info.reason, /unknown ID scope/);
+    const mismatch = await rest(hub, 'PUT', path, sign(), { registrationId: 'someone-else' });
+    assert.equal(mismatch.status, 400);
+    assert.match(mismatch.body.info.reason, /registrationId differs/);
+    const wrongMethod = await rest(hub, 'GET', path, sign());
+    assert.equal(wrongMethod.status, 400);
+    assert.match(wrongMethod.body.info.reason, /use PUT/);
+    const nowhere = await rest(hub, 'GET', '/nothing/here', sign());
+    assert.equal(nowhere.status, 404);
+
+    // Bytes that are neither MQTT nor HTTP: that connection ends, the port goes on serving.
+    await new Promise((resolve, reject) => {
+      const s = tls.connect({ host: 'localhost', port: hub.ports.dps, ca: hub.caPem }, () =>
+        s.write('\x00\x01\x02\xff\r\n\r\n'),
+      );
+      s.on('error', () => undefined);
+      s.on('close', resolve);
+      s.on('data', () => undefined);
+      s.setTimeout(10000, () => reject(new Error('the hostile connection was not closed')));
+    });
+    // MQTT: a subscription or a publish outside DPS's topics closes that connection.
+    const sub = await rawMqtt(hub, 'bad-1', sign());
+    clients.push(sub.client);
+    await assert.rejects(sub.client.subscribeAsync('#', { qos: 0 }), /Connection closed/);
+    const pub = await rawMqtt(hub, 'bad-1', sign());
+    clients.push(pub.client);
+    const closed = new Promise((resolve) => pub.client.once('close', resolve));
+    pub.client.publish('devices/bad-1/messages/events/', 'x', { qos: 1 });
+    await closed;
+    // The port still registers.
+    const ok = await provision(hub, 'mqtt', 'bad-1', e.primaryKey);
+    assert.equal(ok.status, 'assigned');
+
+    // The CONNECT reader never throws, and says "not yet" for a cut CONNECT.
+    const connect = Buffer.from('101d00044d5154540482003c0003616263000f302f726567697374726174696f6e73', 'hex');
+    for (let i = 0; i < connect.length; i++) assert.notEqual(isDpsConnect(connect.subarray(0, i)), true);
+    for (let i = 0; i < 2000; i++) {
+      const junk = Buffer.from(
+        Array.from({ length: 1 + (i % 60) }, (_, k) => (k === 0 && i % 2 ? 0x10 : (i * 31 + k * 17) & 0xff)),
+      );
+      assert.ok([true, false, undefined].includes(isDpsConnect(junk)));
+    }
+  } finally {
+    await Promise.all(clients.map((c) => c.endAsync(true)));
     await hub.stop();
   }
 });
