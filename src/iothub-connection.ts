@@ -103,6 +103,8 @@ module.exports = function (RED: NodeAPI) {
     node.statusOf = statusOf;
 
     let session: Promise<HubSession | DpsSession>;
+    const warnStore = (t: string) => node.warn(t);
+    let stopWarning: (() => void) | undefined;
     let usingLocalHub = false;
     const badConfig = (err: unknown, fallback: IotHubError) => {
       node.configError = err instanceof IotHubError ? err : fallback;
@@ -219,6 +221,8 @@ module.exports = function (RED: NodeAPI) {
       extra: Partial<ConstructorParameters<typeof DpsSession>[0]> = {},
     ): DpsSession {
       const file = path.join(RED.settings.userDir ?? process.cwd(), DPS_ASSIGNMENTS_FILE);
+      const store = FileAssignmentStore.for(file, warnStore);
+      stopWarning = () => store.off(warnStore);
       return new DpsSession({
         dps: {
           endpoint: cs.dps.endpoint,
@@ -228,7 +232,7 @@ module.exports = function (RED: NodeAPI) {
         },
         attestation: cs.dps.attestation,
         enrollmentKey: key,
-        store: new FileAssignmentStore(file, (t) => node.warn(t)),
+        store,
         hub,
         log: (text, level) => (level === 'info' ? node.log(text) : node.trace(text)),
         ...extra,
@@ -291,6 +295,7 @@ module.exports = function (RED: NodeAPI) {
     node.useService = async (onStatus) => (await session).acquireService(onStatus);
 
     node.on('close', (removed, done) => {
+      stopWarning?.();
       session
         .then(
           (s) => s.close(),

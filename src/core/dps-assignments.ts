@@ -1,8 +1,9 @@
 /**
  * Where DPS put each device, kept across restarts so that a deploy or a reboot does not register again (DPS throttles
  * registrations). One small JSON file, keyed by (ID scope, registration id), holding {assignedHub, deviceId} and no
- * key. Read and written whole, synchronously, at each change: changes are rare (a registration) and every config
- * node of the runtime then sees the same file. A file that cannot be read or written costs a registration, never a crash.
+ * key. Kept in memory and read again only when the file changed under it; changes are written whole (temp file and
+ * rename) 100 ms after the first, so a fleet registering together costs one write, not one per device. A file that
+ * cannot be read or written costs a registration, never a crash.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,6 +13,8 @@ export interface AssignmentStore {
   get(idScope: string, registrationId: string): DpsAssignment | undefined;
   set(idScope: string, registrationId: string, a: DpsAssignment): void;
   delete(idScope: string, registrationId: string): void;
+  /** Writes what is pending now. */
+  flush?(): void;
 }
 
 interface FileShape {
@@ -34,18 +37,64 @@ export class MemoryAssignmentStore implements AssignmentStore {
   }
 }
 
+/** One store per file in a process: two config nodes writing one file through two caches would undo each other's writes. */
+const byFile = new Map<string, FileAssignmentStore>();
+
 export class FileAssignmentStore implements AssignmentStore {
-  /** onProblem hears of a file that cannot be read or written (said once per kind, never with a key: there is none). */
+  /** The shared store of `file`; onProblem hears of a file that cannot be read or written (once per kind). */
+  static for(file: string, onProblem?: (text: string) => void): FileAssignmentStore {
+    const key = path.resolve(file);
+    let s = byFile.get(key);
+    if (!s) {
+      s = new FileAssignmentStore(key);
+      byFile.set(key, s);
+    }
+    if (onProblem) s.listeners.add(onProblem);
+    return s;
+  }
+
+  private readonly listeners = new Set<(text: string) => void>();
+
+  /** A closing config node stops listening. */
+  off(onProblem: (text: string) => void): void {
+    this.listeners.delete(onProblem);
+  }
+  private readonly warned = new Set<string>();
+  /** The file as last read or written here, and its size and time then: another writer's change is read again. */
+  private data: FileShape | undefined;
+  private stamp = '';
+  private timer: NodeJS.Timeout | undefined;
+
+  /** writeDelayMs: a fleet registering together is written once, not once per device. */
   constructor(
     readonly file: string,
-    private readonly onProblem: (text: string) => void = () => undefined,
-  ) {}
+    onProblem?: (text: string) => void,
+    private readonly writeDelayMs = 100,
+  ) {
+    if (onProblem) this.listeners.add(onProblem);
+  }
 
-  private warned = new Set<string>();
   private problem(kind: string, text: string): void {
     if (this.warned.has(kind)) return;
     this.warned.add(kind);
-    this.onProblem(text);
+    for (const l of this.listeners) l(text);
+  }
+
+  private statOf(): string {
+    try {
+      const st = fs.statSync(this.file);
+      return `${st.size}:${st.mtimeMs}`;
+    } catch {
+      return 'none';
+    }
+  }
+
+  private current(): FileShape {
+    // Pending changes are ours and newest: keep them until written.
+    if (this.data && (this.timer || this.statOf() === this.stamp)) return this.data;
+    this.stamp = this.statOf();
+    this.data = this.read();
+    return this.data;
   }
 
   private read(): FileShape {
@@ -73,11 +122,20 @@ export class FileAssignmentStore implements AssignmentStore {
     }
   }
 
-  private write(data: FileShape): void {
+  private changed(): void {
+    if (this.writeDelayMs <= 0) return this.flush();
+    this.timer ??= setTimeout(() => this.flush(), this.writeDelayMs);
+  }
+
+  /** Writes pending changes now (the config node is closing). */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.data) return;
     const tmp = `${this.file}.${process.pid}.tmp`;
     try {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
-      fs.writeFileSync(tmp, JSON.stringify(data, null, 1));
+      fs.writeFileSync(tmp, JSON.stringify(this.data, null, 1));
       fs.renameSync(tmp, this.file);
     } catch (err) {
       fs.rmSync(tmp, { force: true });
@@ -86,28 +144,28 @@ export class FileAssignmentStore implements AssignmentStore {
         `DPS assignments: cannot write ${this.file} (${(err as Error).message}): devices register again after a restart`,
       );
     }
+    this.stamp = this.statOf();
   }
 
   get(idScope: string, registrationId: string): DpsAssignment | undefined {
-    const a = this.read().assignments[keyOf(idScope, registrationId)];
+    const a = this.current().assignments[keyOf(idScope, registrationId)];
     return a ? { assignedHub: a.assignedHub, deviceId: a.deviceId } : undefined;
   }
 
   set(idScope: string, registrationId: string, a: DpsAssignment): void {
-    const data = this.read();
-    data.assignments[keyOf(idScope, registrationId)] = {
+    this.current().assignments[keyOf(idScope, registrationId)] = {
       assignedHub: a.assignedHub,
       deviceId: a.deviceId,
       at: new Date().toISOString(),
     };
-    this.write(data);
+    this.changed();
   }
 
   delete(idScope: string, registrationId: string): void {
-    const data = this.read();
+    const data = this.current();
     const k = keyOf(idScope, registrationId);
     if (!(k in data.assignments)) return;
     delete data.assignments[k];
-    this.write(data);
+    this.changed();
   }
 }

@@ -351,6 +351,7 @@ export class DpsSession {
     this.closed = true;
     for (const d of this.devices.values()) d.close(true);
     this.devices.clear();
+    this.options.store.flush?.();
     const hubs = [...this.hubs.values()];
     this.hubs.clear();
     await Promise.allSettled(hubs.map((h) => h.close()));

@@ -228,7 +228,11 @@ test(
       await c2dReaches(['grp-1', 'solo'], out, 'first');
       assert.equal(hub.stats().dpsRegistrations, 2, 'one registration per device');
       const file = path.join(dir, 'iothub-dps-assignments.json');
-      const saved = JSON.parse(fs.readFileSync(file, 'utf8'));
+      // Written 100 ms after the first registration (a fleet's are written together).
+      const saved = await waitFor(() => {
+        const j = JSON.parse(fs.readFileSync(file, 'utf8'));
+        return Object.keys(j.assignments).length === 2 && j;
+      }, 'both assignments in the file');
       assert.deepEqual(Object.keys(saved.assignments).sort(), [`${hub.idScope}/grp-1`, `${hub.idScope}/solo`]);
       assert.equal(saved.assignments[`${hub.idScope}/grp-1`].assignedHub, `localhost:${hub.ports.mqtts}`);
       noKeyIn(fs.readFileSync(file, 'utf8'), keys);

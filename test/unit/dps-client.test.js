@@ -93,11 +93,12 @@ test('the assignment file: per (ID scope, registration id), no key, survives a n
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dps-store-'));
   const file = path.join(dir, 'iothub-dps-assignments.json');
   const problems = [];
-  const a = new FileAssignmentStore(file, (t) => problems.push(t));
+  // Written at once here (delay 0); the nodes' store writes 100 ms after the first change.
+  const a = new FileAssignmentStore(file, (t) => problems.push(t), 0);
   assert.equal(a.get('0ne1', 'd1'), undefined);
   a.set('0ne1', 'd1', { assignedHub: 'hub-a.azure-devices.net', deviceId: 'd1', key: 'c2VjcmV0' });
   a.set('0ne2', 'd1', { assignedHub: 'hub-b.azure-devices.net', deviceId: 'd1' });
-  const b = new FileAssignmentStore(file);
+  const b = new FileAssignmentStore(file, undefined, 0);
   assert.deepEqual(b.get('0ne1', 'd1'), { assignedHub: 'hub-a.azure-devices.net', deviceId: 'd1' });
   assert.deepEqual(b.get('0ne2', 'd1'), { assignedHub: 'hub-b.azure-devices.net', deviceId: 'd1' });
   assert.doesNotMatch(fs.readFileSync(file, 'utf8'), /c2VjcmV0|key/i, 'nothing but hub and device id is written');
@@ -109,5 +110,15 @@ test('the assignment file: per (ID scope, registration id), no key, survives a n
   assert.deepEqual(new FileAssignmentStore(file).get('0ne3', 'd3'), { assignedHub: 'h', deviceId: 'd3' });
   assert.equal(problems.length, 1);
   assert.match(problems[0], /not JSON/);
+  // One store per file in a process; a fleet's registrations are written together, on flush at the latest.
+  const shared = FileAssignmentStore.for(file);
+  assert.equal(FileAssignmentStore.for(path.join(dir, '.', 'iothub-dps-assignments.json')), shared);
+  for (let i = 0; i < 50; i++) shared.set('0ne4', `f${i}`, { assignedHub: 'h', deviceId: `f${i}` });
+  assert.equal(new FileAssignmentStore(file).get('0ne4', 'f49'), undefined, 'not yet written');
+  shared.flush();
+  assert.deepEqual(new FileAssignmentStore(file).get('0ne4', 'f49'), { assignedHub: 'h', deviceId: 'f49' });
+  // Another writer's change is read again.
+  new FileAssignmentStore(file, undefined, 0).set('0ne5', 'x', { assignedHub: 'h2', deviceId: 'x' });
+  assert.deepEqual(shared.get('0ne5', 'x'), { assignedHub: 'h2', deviceId: 'x' });
   fs.rmSync(dir, { recursive: true, force: true });
 });
