@@ -17,6 +17,7 @@ export const DPS_API_VERSION = '2019-03-31';
 export const DPS_USER_AGENT = 'iothub-c2d-node-red/0.1';
 /** The SDKs' wait between polls when DPS names none. */
 const DEFAULT_POLL_MS = 2000;
+const MIN_POLL_MS = 100;
 
 export type DpsTransportKind = 'mqtt' | 'https';
 
@@ -245,8 +246,11 @@ export async function registerDevice(o: DpsRegistrationOptions): Promise<DpsAssi
     let operationId: string | undefined;
     for (;;) {
       const res = await step(operationId ? transport.operationStatus(operationId) : transport.register(body));
+      // What DPS says, but never a hot loop on a 0 (the deadline bounds a long one).
       const waitMs =
-        res.retryAfterSec !== undefined && res.retryAfterSec >= 0 ? res.retryAfterSec * 1000 : DEFAULT_POLL_MS;
+        res.retryAfterSec !== undefined && res.retryAfterSec >= 0
+          ? Math.max(MIN_POLL_MS, res.retryAfterSec * 1000)
+          : DEFAULT_POLL_MS;
       if (res.status === 429 || res.status >= 500) {
         await step(delay(waitMs, deadline.signal));
         continue;
