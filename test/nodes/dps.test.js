@@ -139,6 +139,70 @@ test('the core client registers over MQTT and HTTPS, individual and group, and n
   }
 });
 
+test('throttled (429) and failing (503) answers are asked again after retry-after; a status DPS never gives is named', async () => {
+  // A stand-in DPS over HTTPS: 429, then 503, then 202 assigning, then assigned; each with retry-after 1 s.
+  const { ensureTlsMaterial } = require('../../nodes/localhub/tls.js');
+  const material = ensureTlsMaterial(fs.mkdtempSync(path.join(os.tmpdir(), 'dps-fake-')), ['localhost']);
+  const answers = [
+    [429, { errorCode: 429001, message: 'throttled' }],
+    [503, { errorCode: 503000, message: 'busy' }],
+    [202, { operationId: 'op1', status: 'assigning' }],
+    [200, { operationId: 'op1', status: 'assigned', registrationState: { assignedHub: 'h.example', deviceId: 'd1' } }],
+  ];
+  const asked = [];
+  const server = https.createServer({ key: material.keyPem, cert: material.certPem }, (req, res) => {
+    asked.push({ at: Date.now(), method: req.method, url: req.url });
+    const [status, body] = answers[Math.min(asked.length - 1, answers.length - 1)];
+    res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '1' });
+    res.end(JSON.stringify(body));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const a = await registerDevice({
+      endpoint: `localhost:${server.address().port}`,
+      connectHost: '127.0.0.1',
+      ca: material.caPem,
+      idScope: '0ne00FAKE',
+      registrationId: 'd1',
+      symmetricKey: GROUP_KEY,
+      transport: 'https',
+    });
+    assert.deepEqual(a, { assignedHub: 'h.example', deviceId: 'd1' });
+    assert.deepEqual(
+      asked.map((q) => `${q.method} ${q.url.split('?')[0]}`),
+      [
+        'PUT /0ne00FAKE/registrations/d1/register',
+        'PUT /0ne00FAKE/registrations/d1/register',
+        'PUT /0ne00FAKE/registrations/d1/register',
+        'GET /0ne00FAKE/registrations/d1/operations/op1',
+      ],
+    );
+    for (let i = 1; i < asked.length; i++)
+      assert.ok(
+        asked[i].at - asked[i - 1].at >= 900,
+        `request ${i + 1} waited retry-after (${asked[i].at - asked[i - 1].at} ms)`,
+      );
+    answers.length = 0;
+    answers.push([200, { status: 'weird' }]);
+    asked.length = 0;
+    await assert.rejects(
+      registerDevice({
+        endpoint: `localhost:${server.address().port}`,
+        connectHost: '127.0.0.1',
+        ca: material.caPem,
+        idScope: '0ne00FAKE',
+        registrationId: 'd1',
+        symmetricKey: GROUP_KEY,
+        transport: 'https',
+      }),
+      (e) => e.code === 'PROTOCOL_ERROR' && /unknown status "weird"/.test(e.message),
+    );
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+});
+
 test('a redeploy within the linger takes the provisioned device up again: no new registration, no message lost', async () => {
   const { DpsSession } = require('../../nodes/core/dps-session.js');
   const { MemoryAssignmentStore } = require('../../nodes/core/dps-assignments.js');
