@@ -1,6 +1,7 @@
 /**
  * The device key a symmetric-key enrollment group gives one registration id: base64(HMAC-SHA256(base64-decoded group
- * key, registration id)), as the Device Provisioning Service and its SDKs' docs derive it (docs/PROTOCOL.md section 9).
+ * key, registration id)), as the Device Provisioning Service and its SDKs' docs derive it (docs/PROTOCOL.md, section
+ * "Device Provisioning Service").
  */
 import { createHmac } from 'node:crypto';
 

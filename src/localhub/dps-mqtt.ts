@@ -1,7 +1,7 @@
 /**
- * The DPS port (docs/PROTOCOL.md section 9): one TLS port for both device transports of the provisioning SDKs. The
- * first byte after the handshake tells them apart: 0x10 is an MQTT CONNECT (handed to an aedes broker of its own),
- * anything else is HTTP (the REST API of dps-rest.ts). So one `host:port` serves either transport.
+ * The DPS port (docs/PROTOCOL.md, section "Device Provisioning Service"): one TLS port for both device transports of
+ * the provisioning SDKs. The first byte after the handshake tells them apart: 0x10 is an MQTT CONNECT (handed to an
+ * aedes broker of its own), anything else is HTTP (the REST API of dps-rest.ts). So one `host:port` serves either.
  */
 import * as http from 'node:http';
 import * as net from 'node:net';

@@ -1,7 +1,8 @@
 /**
- * DPS's device REST API (docs/PROTOCOL.md section 9), as azure-iot-provisioning-device-http uses it:
- * `PUT /{idScope}/registrations/{registrationId}/register` and `GET /{idScope}/registrations/{registrationId}/operations/
- * {operationId}`, authorized by a `SharedAccessSignature` header. Served on the DPS port and on the hub's HTTPS port.
+ * DPS's device REST API (docs/PROTOCOL.md, section "Device Provisioning Service"), as azure-iot-provisioning-device-http
+ * uses it: `PUT /{idScope}/registrations/{registrationId}/register` and
+ * `GET /{idScope}/registrations/{registrationId}/operations/{operationId}`, authorized by a `SharedAccessSignature`
+ * header. Served on the DPS port and on the hub's HTTPS port.
  */
 import { randomUUID } from 'node:crypto';
 import { IncomingMessage, ServerResponse } from 'node:http';

@@ -1,7 +1,7 @@
 /**
- * The local hub's Device Provisioning Service (docs/PROTOCOL.md section 9): an ID scope, individual and group
- * enrollments with symmetric keys, registration operations and their answers. The transports (dps-mqtt.ts, dps-rest.ts)
- * only carry these answers; what DPS says, and when, lives here.
+ * The local hub's Device Provisioning Service (docs/PROTOCOL.md, section "Device Provisioning Service"): an ID scope,
+ * individual and group enrollments with symmetric keys, registration operations and their answers. The transports
+ * (dps-mqtt.ts, dps-rest.ts) only carry these answers; what DPS says, and when, lives here.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { deriveDeviceKey } from '../core/dps-key';
@@ -293,7 +293,8 @@ export class Provisioning {
     const status = (who.enrollment ?? who.group)!.provisioningStatus;
     const stamp = now();
     if (status === 'disabled') {
-      // Real DPS answers a disabled enrollment through the operation: assigning, then `disabled` (see PROTOCOL 9.6).
+      // Real DPS answers a disabled enrollment through the operation: assigning, then `disabled`
+      // (docs/PROTOCOL.md, DPS section, the fact on disabled enrollments).
       this.options.log('info', `DPS: registration ${registrationId} refused: its enrollment is disabled`);
       return {
         status: 200,

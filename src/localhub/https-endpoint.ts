@@ -104,7 +104,8 @@ export function createHttpsEndpoint(
   };
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    // DPS's REST paths too: its HTTP transport always dials port 443, where this port usually is (PROTOCOL 9.3).
+    // DPS's REST paths too: its HTTP transport always dials port 443, where this port usually is
+    // (docs/PROTOCOL.md, DPS section, the fact on the provisioning host).
     if (dps && isDpsPath(req.url)) return handleDpsRequest(dps.provisioning, req, res);
     const url = new URL(req.url ?? '/', 'https://local');
     const m = /^\/devices\/([^/]+)(\/commands)?\/?$/.exec(url.pathname);

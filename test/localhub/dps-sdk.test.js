@@ -102,7 +102,10 @@ for (const transportName of ['mqtt', 'http']) {
           await hub.addEnrollmentGroup({ groupId: 'fleet', primaryKey: GROUP_KEY });
           key = deriveDeviceKey(GROUP_KEY, registrationId);
         }
+        const t0 = performance.now();
         const r = await provision(hub, transportName, registrationId, key);
+        // The SDK waited the 1 s retry-after between the 202 and its status query (a lower bound: load only adds).
+        assert.ok(performance.now() - t0 >= 990, `registered in ${performance.now() - t0} ms`);
         assert.equal(r.registrationId, registrationId);
         assert.equal(r.deviceId, registrationId);
         assert.equal(r.status, 'assigned');
