@@ -1,6 +1,6 @@
 /**
  * The Device Provisioning Service (DPS) device client: registers one registration id with a symmetric key and follows
- * the operation until the device is assigned to a hub (docs/PROTOCOL.md section 9). Over MQTT (core/dps-mqtt.ts) or
+ * the operation until the device is assigned to a hub (docs/PROTOCOL.md, "Device Provisioning Service"). Over MQTT (core/dps-mqtt.ts) or
  * HTTPS (here, node's https). No Node-RED import; the key is used to sign and never leaves this file in a message.
  */
 import * as https from 'node:https';

@@ -1,9 +1,9 @@
 /**
- * DPS registration over MQTT 3.1.1 (mqtt.js), as azure-iot-provisioning-device-mqtt speaks it (docs/PROTOCOL.md
- * section 9): client id = registration id, user name `{idScope}/registrations/{registrationId}/api-version=…`, the SAS
- * token as password, clean session; requests on `$dps/registrations/PUT/iotdps-register/?$rid=` and
- * `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=&operationId=`, answers on
- * `$dps/registrations/res/{status}/?$rid=&retry-after=`.
+ * DPS registration over MQTT 3.1.1 (mqtt.js), as azure-iot-provisioning-device-mqtt speaks it (docs/PROTOCOL.md,
+ * "Device Provisioning Service"): client id = registration id, user name
+ * `{idScope}/registrations/{registrationId}/api-version=…`, the SAS token as password, clean session; requests on
+ * `$dps/registrations/PUT/iotdps-register/?$rid=` and `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=&operationId=`,
+ * answers on `$dps/registrations/res/{status}/?$rid=&retry-after=`.
  */
 import { randomUUID } from 'node:crypto';
 import { connect, IClientOptions, MqttClient } from 'mqtt';
