@@ -3,7 +3,7 @@ import json, os
 
 def cfg(id, name, mode='local', transport='mqtt', env=None):
     n = {"id": id, "type": "iothub-connection", "name": name, "mode": mode, "deviceTransport": transport,
-         "serviceTransport": "amqp", "tokenLifetime": 3600, "mqttPort": "", "amqpPort": "", "wsPort": "",
+         "serviceTransport": "amqp", "tokenLifetime": 3600, "keepAlive": 180, "mqttPort": "", "amqpPort": "", "wsPort": "",
          "localHub": {"mqttsPort": 8883, "amqpsPort": 5671, "httpsPort": 8443, "dataDir": ""}}
     if env: n["connectionStringEnv"] = env
     return n
@@ -155,6 +155,50 @@ examples["05 Reject and abandon over AMQP"] = [
     feedback("t5b", z, "feedback", "t5cfg", 130, 290, [["t5d"]]),
     debug("t5d", z, "Success / Rejected", 340, 290),
     cfg("t5cfg", "local hub (AMQP devices)", transport="amqp"),
+]
+
+z = "t6"
+examples["06 IoT Central offline commands (DPS group key)"] = [
+    tab(z, "IoT Central offline commands"),
+    comment("t6c", z, "IoT Central offline commands: a device provisioned by DPS with a group key branches on msg.properties['method-name']",
+            "IoT Central delivers a command marked *Queue if offline* as a C2D message with the command's name in the property\n"
+            "`method-name` (`component*command` for a component's command) and its request as the body. Here the device\n"
+            "`thermostat-1` gets its hub from the Device Provisioning Service with a key derived from an enrollment group's key,\n"
+            "and a switch routes each command.\n\n"
+            "**As it is** the flow runs on the built-in local hub: the DPS config node uses the local hub's DPS (which makes the\n"
+            "group key itself), and the top row stands in for IoT Central, queueing `reboot`, `setLedColor` and an unknown command.\n\n"
+            "**On a real IoT Central app:**\n"
+            "1. Give the device template the commands `reboot` and `setLedColor`, each with *Queue if offline* on, and create the\n"
+            "   device `thermostat-1` from it (Devices > New).\n"
+            "2. Permissions > Device connection groups > SAS-IoT-Devices: copy the **ID scope** and the **primary key**.\n"
+            "3. Start Node-RED with the key in the environment: `IOTC_GROUP_KEY=<primary key> node-red`. The key stays out of\n"
+            "   this flow: the config node reads the variable named in *or from env*.\n"
+            "4. Open the config node *IoT Central (DPS)*: untick *Local hub*, keep the endpoint\n"
+            "   `global.azure-devices-provisioning.net`, paste the ID scope. Delete the top row and its *local hub* config node.\n"
+            "5. Deploy. The device registers once (the assignment is kept in the user directory: redeploys do not register again),\n"
+            "   connects, and receives the queued commands; run more from the device's Commands tab.", x=520),
+    inject("t6i", z, "every 4 s", 110, 100, [["t6f"]], repeat="4"),
+    func("t6f", z, "IoT Central queues a command",
+         "const commands = ['reboot', 'setLedColor', 'getMaxMinReport'];\nconst i = context.get('i') || 0;\ncontext.set('i', i + 1);\n"
+         "msg.command = commands[i % commands.length];\n"
+         "msg.payload = msg.command === 'setLedColor' ? { color: ['red', 'green', 'blue'][i % 3] } : { delay: 5 };\nreturn msg;",
+         320, 100, [["t6s"]]),
+    send("t6s", z, "queue for thermostat-1", "t6hub", 550, 100, device="thermostat-1", ack="none",
+         mappings=[{"name": "method-name", "value": "command", "valueType": "msg"},
+                   {"name": "contentType", "value": "application/json", "valueType": "str"}]),
+    receive("t6r", z, "thermostat-1 (DPS)", "t6dps", 150, 200, [["t6w"]], device="thermostat-1"),
+    {"id": "t6w", "type": "switch", "z": z, "name": "method-name", "property": "properties['method-name']", "propertyType": "msg",
+     "rules": [{"t": "eq", "v": "reboot", "vt": "str"}, {"t": "eq", "v": "setLedColor", "vt": "str"}, {"t": "else"}],
+     "checkall": "false", "repair": False, "outputs": 3, "x": 370, "y": 200, "wires": [["t6d1"], ["t6d2"], ["t6d3"]]},
+    debug("t6d1", z, "reboot", 560, 160),
+    debug("t6d2", z, "setLedColor", 570, 200),
+    debug("t6d3", z, "unknown command", 580, 240),
+    {"id": "t6dps", "type": "iothub-connection", "name": "IoT Central (DPS)", "mode": "dps", "deviceTransport": "mqtt",
+     "serviceTransport": "amqp", "tokenLifetime": 3600, "keepAlive": 180, "mqttPort": "", "amqpPort": "", "wsPort": "",
+     "dpsEndpoint": "global.azure-devices-provisioning.net", "dpsIdScope": "", "dpsAttestation": "group",
+     "dpsTransport": "mqtt", "dpsKeyEnv": "IOTC_GROUP_KEY", "dpsLocalHub": True,
+     "localHub": {"mqttsPort": 8883, "amqpsPort": 5671, "httpsPort": 8443, "dataDir": ""}},
+    cfg("t6hub", "local hub (stands in for IoT Central)"),
 ]
 
 out = os.path.join(os.path.dirname(__file__), '..', 'examples')

@@ -2,7 +2,10 @@
  * Azure IoT Hub config node: holds the connection string as a credential and owns the
  * connections (see core/hub-session). In local mode it starts the built-in local hub.
  */
+import * as path from 'node:path';
 import { ConnectionInfo, parseConnectionString } from './core/connection-string';
+import { FileAssignmentStore } from './core/dps-assignments';
+import { DpsSession } from './core/dps-session';
 import type { StatusEvent } from './core/state';
 import type { DeviceCredentials } from './core/transport';
 import { IotHubError } from './core/errors';
@@ -12,7 +15,7 @@ import { Capabilities, capabilitiesOf, DeviceLease, DeviceUser, HubSession, Serv
 import type { LocalHub } from './localhub/index';
 import { acquireLocalHub, releaseLocalHub } from './localhub/shared-hub';
 import { failureStatus } from './node-lease';
-import { connectionSettings } from './node-settings';
+import { connectionSettings, ConnectionSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeStatus } from './node-red';
 
 export interface ConnectionNode extends Node {
@@ -30,6 +33,11 @@ export interface ConnectionNode extends Node {
   /** The editor's view of this hub (src/admin-api.ts). */
   admin?: Promise<HubAdmin>;
 }
+
+/** Where DPS assignments persist: one file in the Node-RED user directory (see docs/ARCHITECTURE.md section 3). */
+export const DPS_ASSIGNMENTS_FILE = 'iothub-dps-assignments.json';
+
+const BASE64_KEY = /^[A-Za-z0-9+/]+={0,2}$/;
 
 module.exports = function (RED: NodeAPI) {
   /** `${NAME}` in a credential reads the environment, as Node-RED does for properties. */
@@ -49,7 +57,13 @@ module.exports = function (RED: NodeAPI) {
       case 'connected':
         return { fill: 'green', shape: 'dot', text: RED._('iothub-connection.status.connected') };
       case 'connecting':
-        return { fill: 'yellow', shape: 'ring', text: RED._('iothub-connection.status.connecting') };
+        return {
+          fill: 'yellow',
+          shape: 'ring',
+          text: RED._(
+            ev.provisioning ? 'iothub-connection.status.provisioning' : 'iothub-connection.status.connecting',
+          ),
+        };
       case 'reconnecting':
         return {
           fill: 'yellow',
@@ -60,7 +74,13 @@ module.exports = function (RED: NodeAPI) {
           }),
         };
       case 'unauthorized':
-        return { fill: 'red', shape: 'ring', text: RED._('iothub-connection.status.unauthorized') };
+        return {
+          fill: 'red',
+          shape: 'ring',
+          text: ev.provisioning
+            ? RED._('iothub-connection.status.dpsUnauthorized', { s: Math.ceil((ev.nextRetryMs ?? 0) / 1000) })
+            : RED._('iothub-connection.status.unauthorized'),
+        };
       case 'error':
         return ev.error
           ? failureStatus(RED, ev.error)
@@ -86,10 +106,37 @@ module.exports = function (RED: NodeAPI) {
     };
     node.statusOf = statusOf;
 
-    let session: Promise<HubSession>;
+    let session: Promise<HubSession | DpsSession>;
+    const warnStore = (t: string) => node.warn(t);
+    let stopWarning: (() => void) | undefined;
     let usingLocalHub = false;
     let acquiredLocal: Promise<LocalHub> | undefined;
-    if (settings.mode === 'local') {
+    const badConfig = (err: unknown, fallback: IotHubError) => {
+      node.configError = err instanceof IotHubError ? err : fallback;
+      node.error(`${RED._('iothub-connection.errors.config')}: ${node.configError.message}`);
+    };
+    if (settings.mode === 'dps') {
+      node.capabilities = { service: false, anyDevice: true };
+      try {
+        const key = dpsKey(node, settings);
+        usingLocalHub = settings.dps.localHub;
+        session = usingLocalHub
+          ? acquireLocalHub(settings.localHub, RED.settings.userDir).then((hub) => localDpsSession(hub, key))
+          : Promise.resolve(
+              dpsSession(settings, key, {
+                ...common,
+                ports: settings.ports,
+                ca: expandEnv(node, node.credentials?.ca) || undefined,
+              }),
+            );
+      } catch (err) {
+        badConfig(
+          err,
+          new IotHubError('INVALID_ARGUMENT', 'the provisioning settings cannot be read', { field: 'dpsKey' }),
+        );
+        session = Promise.reject(node.configError);
+      }
+    } else if (settings.mode === 'local') {
       usingLocalHub = true;
       node.capabilities = { service: true, anyDevice: true };
       const local = acquireLocalHub(settings.localHub, RED.settings.userDir);
@@ -123,13 +170,12 @@ module.exports = function (RED: NodeAPI) {
         connection = parseConnectionString(text);
         node.capabilities = capabilitiesOf(connection);
       } catch (err) {
-        node.configError =
-          err instanceof IotHubError
-            ? err
-            : new IotHubError('INVALID_CONNECTION_STRING', 'the connection string cannot be read', {
-                field: 'connectionString',
-              });
-        node.error(`${RED._('iothub-connection.errors.config')}: ${node.configError.message}`);
+        badConfig(
+          err,
+          new IotHubError('INVALID_CONNECTION_STRING', 'the connection string cannot be read', {
+            field: 'connectionString',
+          }),
+        );
       }
       const ok = connection;
       session = ok
@@ -145,11 +191,123 @@ module.exports = function (RED: NodeAPI) {
           )
         : Promise.reject(node.configError);
     }
+    /** The enrollment key: the credential (with ${ENV}), else the named environment variable; checked, never shown. */
+    function dpsKey(n: ConnectionNode, cs: ConnectionSettings): string | undefined {
+      const env = cs.dps.keyEnv;
+      const key = (expandEnv(n, n.credentials?.dpsKey) || (env ? expandEnv(n, '${' + env + '}') : '') || '').trim();
+      if (!cs.dps.localHub && !cs.dps.idScope)
+        throw new IotHubError(
+          'INVALID_ARGUMENT',
+          'no ID scope: copy it from the DPS overview in the Azure portal (IoT Central: Permissions > Device connection groups)',
+          { field: 'dpsIdScope' },
+        );
+      // The built-in hub makes a group key itself when none is given: the flow runs with nothing to set.
+      if (!key && cs.dps.localHub && cs.dps.attestation === 'group') return undefined;
+      if (!key) {
+        throw new IotHubError(
+          'INVALID_ARGUMENT',
+          env
+            ? `no enrollment key: the environment variable ${env} is not set; set it before starting Node-RED, or paste the key`
+            : 'no enrollment key: paste the enrollment group key (or an individual enrollment key), or name an environment variable holding it',
+          { field: 'dpsKey' },
+        );
+      }
+      if (!BASE64_KEY.test(key) || Buffer.from(key, 'base64').length < 16)
+        throw new IotHubError(
+          'INVALID_ARGUMENT',
+          'the enrollment key is not a base64 key: copy the primary key of the enrollment or enrollment group',
+          { field: 'dpsKey' },
+        );
+      return key;
+    }
+
+    function dpsSession(
+      cs: ConnectionSettings,
+      key: string | undefined,
+      hub: ConstructorParameters<typeof DpsSession>[0]['hub'],
+      extra: Partial<ConstructorParameters<typeof DpsSession>[0]> = {},
+    ): DpsSession {
+      const file = path.join(RED.settings.userDir ?? process.cwd(), DPS_ASSIGNMENTS_FILE);
+      const store = FileAssignmentStore.for(file, warnStore);
+      stopWarning = () => store.off(warnStore);
+      return new DpsSession({
+        dps: {
+          endpoint: cs.dps.endpoint,
+          idScope: cs.dps.idScope,
+          transport: cs.dps.transport,
+          ca: hub.ca,
+        },
+        attestation: cs.dps.attestation,
+        enrollmentKey: key,
+        store,
+        hub,
+        log: (text, level) => (level === 'info' ? node.log(text) : node.trace(text)),
+        ...extra,
+      });
+    }
+
+    /**
+     * The built-in local hub's DPS: its scope, port and CA. It enrolls this config's group (with the key given, or one it
+     * makes and keeps in its data directory) or each individual device on first use, as local mode registers devices.
+     */
+    async function localDpsSession(hub: LocalHub, given: string | undefined): Promise<DpsSession> {
+      if (!hub.idScope || !hub.ports.dps)
+        throw new IotHubError('INVALID_ARGUMENT', 'this local hub has no Device Provisioning Service', {
+          field: 'dpsLocalHub',
+        });
+      const cs: ConnectionSettings = {
+        ...settings,
+        dps: { ...settings.dps, endpoint: `${hub.hostName}:${hub.ports.dps}`, idScope: hub.idScope },
+      };
+      const group = settings.dps.attestation === 'group';
+      const key = group
+        ? (
+            await hub.addEnrollmentGroup({
+              groupId: `node-red-${node.id.replace(/[^A-Za-z0-9._:-]/g, '-')}`,
+              ...(given ? { primaryKey: given } : {}),
+            })
+          ).primaryKey
+        : given;
+      return dpsSession(
+        cs,
+        key,
+        {
+          ...common,
+          connectHost: '127.0.0.1',
+          ports: { mqtt: hub.ports.mqtts, amqp: hub.ports.amqps, ws: hub.ports.https },
+          ca: hub.caPem,
+        },
+        {
+          dps: {
+            endpoint: cs.dps.endpoint,
+            idScope: cs.dps.idScope,
+            transport: cs.dps.transport,
+            ca: hub.caPem,
+            connectHost: '127.0.0.1',
+          },
+          beforeRegister: group
+            ? undefined
+            : async (registrationId, deviceKey) => {
+                await hub.addEnrollment({ registrationId, primaryKey: deviceKey });
+              },
+        },
+      );
+    }
+
     // Users see the failure through their own calls; this keeps an unused rejection quiet.
     session.catch(() => undefined);
-    node.admin = usingLocalHub
-      ? Promise.all([session, acquiredLocal]).then(([s, hub]) => new HubAdmin(s, hub))
-      : session.then((s) => new HubAdmin(s));
+    // The hub view needs a hub connection; a DPS config only learns its hubs device by device.
+    const hubSession = session as Promise<HubSession>;
+    node.admin =
+      settings.mode === 'dps'
+        ? Promise.reject(
+            new IotHubError('INVALID_ARGUMENT', 'a Device Provisioning Service config has no hub view', {
+              field: 'mode',
+            }),
+          )
+        : acquiredLocal
+          ? Promise.all([hubSession, acquiredLocal]).then(([s, hub]) => new HubAdmin(s, hub))
+          : hubSession.then((s) => new HubAdmin(s));
     node.admin.catch(() => undefined);
 
     node.useDevice = async (deviceId, user, settle, credentials) =>
@@ -157,6 +315,7 @@ module.exports = function (RED: NodeAPI) {
     node.useService = async (onStatus) => (await session).acquireService(onStatus);
 
     node.on('close', (removed, done) => {
+      stopWarning?.();
       session
         .then(
           (s) => s.close(),
@@ -197,6 +356,7 @@ module.exports = function (RED: NodeAPI) {
   RED.nodes.registerType('iothub-connection', IotHubConnectionNode as unknown as (this: Node, def: NodeDef) => void, {
     credentials: {
       connectionString: { type: 'password' },
+      dpsKey: { type: 'password' },
       ca: { type: 'text' },
       cert: { type: 'text' },
       key: { type: 'password' },

@@ -183,7 +183,12 @@ module.exports = function (RED: NodeAPI) {
       fail(RED._('iothub-device-receive.status.noConfig'));
       node.error(RED._('iothub-device-receive.errors.noConfig'));
     } else if (config.configError) {
-      fail(RED._('iothub-device-receive.status.badConfig'));
+      // A connection string the config cannot read, or another setting (a DPS key, an ID scope) named by its failure.
+      fail(
+        config.configError.code === 'INVALID_CONNECTION_STRING'
+          ? RED._('iothub-device-receive.status.badConfig')
+          : (failureStatus(RED, config.configError).text as string),
+      );
     } else {
       fleet = new DeviceFleet((deviceId, user, credentials) => config.useDevice(deviceId, user, settle, credentials), {
         status: (deviceId, ev) => {

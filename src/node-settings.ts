@@ -26,8 +26,26 @@ const oneOf = <T extends string>(v: unknown, allowed: readonly T[], fallback: T)
 const flag = (v: unknown, fallback: boolean): boolean =>
   v === true || v === 'true' ? true : v === false || v === 'false' ? false : fallback;
 
+/** The Device Provisioning Service kind of hub: where to register, and with which key. */
+export interface DpsSettings {
+  /** host[:port]; the global endpoint by default. */
+  endpoint: string;
+  idScope: string;
+  /** individual: the key is the device's own; group: each device's key is derived from the group's. */
+  attestation: 'individual' | 'group';
+  /** Registration over MQTT (port 8883) or HTTPS (443). */
+  transport: 'mqtt' | 'https';
+  /** Names an environment variable holding the enrollment key, so an exported flow carries no secret. */
+  keyEnv: string;
+  /** Register with the built-in local hub's DPS (its ID scope, port and CA; it enrolls the key on first use). */
+  localHub: boolean;
+}
+
+export const DPS_DEFAULT_ENDPOINT = 'global.azure-devices-provisioning.net';
+
 export interface ConnectionSettings {
-  mode: 'local' | 'azure';
+  /** local: the built-in hub; azure: a connection string; dps: devices get their hub from DPS. */
+  mode: 'local' | 'azure' | 'dps';
   deviceTransport: DeviceTransport;
   serviceTransport: 'amqp' | 'amqp-ws';
   tokenLifetimeSec: number;
@@ -39,12 +57,13 @@ export interface ConnectionSettings {
   connectionStringEnv: string;
   ports: { mqtt?: number; amqp?: number; ws?: number };
   localHub: LocalHubSettings;
+  dps: DpsSettings;
 }
 
 export function connectionSettings(def: NodeDef): ConnectionSettings {
   const lh = (def.localHub && typeof def.localHub === 'object' ? def.localHub : {}) as Record<string, unknown>;
   return {
-    mode: def.mode === 'local' ? 'local' : 'azure',
+    mode: def.mode === 'local' ? 'local' : def.mode === 'dps' ? 'dps' : 'azure',
     deviceTransport: oneOf(def.deviceTransport, DEVICE_TRANSPORTS, 'mqtt'),
     serviceTransport: def.serviceTransport === 'amqp-ws' ? 'amqp-ws' : 'amqp',
     tokenLifetimeSec: port(def.tokenLifetime) || 3600,
@@ -60,6 +79,14 @@ export function connectionSettings(def: NodeDef): ConnectionSettings {
       dataDir: typeof lh.dataDir === 'string' && lh.dataDir ? lh.dataDir : undefined,
       // "" or absent: unthrottled; a bad tier or unit count stops the local hub with the error (tiers.ts).
       ...(typeof lh.tier === 'string' && lh.tier ? { tier: lh.tier as Tier, units: positive(lh.units, 1) } : {}),
+    },
+    dps: {
+      endpoint: text(def.dpsEndpoint).trim() || DPS_DEFAULT_ENDPOINT,
+      idScope: text(def.dpsIdScope).trim(),
+      attestation: def.dpsAttestation === 'individual' ? 'individual' : 'group',
+      transport: def.dpsTransport === 'https' ? 'https' : 'mqtt',
+      keyEnv: text(def.dpsKeyEnv).trim(),
+      localHub: flag(def.dpsLocalHub, false),
     },
   };
 }

@@ -14,14 +14,18 @@ export function encodeStrict(s: string): string {
   return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
 }
 
-/** Creates a token exactly as the Node SDKs do: `sr` url-encoded (strict), signed as encoded. */
+/**
+ * Creates a token exactly as the Node SDKs do: `sr` url-encoded (strict), signed as encoded. rawResource: `sr` as given,
+ * as the SDKs' DPS security clients write it (SharedAccessSignature.create, test/unit/dps-client.test.js).
+ */
 export function createSasToken(opts: {
   resourceUri: string;
   key: string;
   keyName?: string;
   expiresAt: number;
+  rawResource?: boolean;
 }): string {
-  const sr = encodeStrict(opts.resourceUri);
+  const sr = opts.rawResource ? opts.resourceUri : encodeStrict(opts.resourceUri);
   const se = Math.floor(opts.expiresAt);
   const sig = encodeStrict(sign(`${sr}\n${se}`, opts.key));
   return `SharedAccessSignature sr=${sr}&sig=${sig}${opts.keyName ? `&skn=${encodeStrict(opts.keyName)}` : ''}&se=${se}`;

@@ -9,4 +9,6 @@ export interface StatusEvent {
   attempt?: number;
   nextRetryMs?: number;
   error?: IotHubError;
+  /** The device is being registered with the Device Provisioning Service, not yet connected to its hub. */
+  provisioning?: boolean;
 }

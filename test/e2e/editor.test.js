@@ -204,6 +204,18 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
   }
   assert.equal(await page.inputValue('#node-config-input-mode'), 'local');
   await page.screenshot({ path: path.join(shots, '05-config.png') });
+  // The Device Provisioning Service kind: its fields show, the connection string and the back end's settings hide, and
+  // "Local hub" hides the endpoint and scope. Cancel keeps the config as it was.
+  await page.selectOption('#node-config-input-mode', 'dps');
+  await page.waitForSelector('#node-config-input-dpsIdScope', { state: 'visible' });
+  for (const f of ['#node-config-input-dpsEndpoint', '#node-config-input-dpsAttestation', '#node-config-input-dpsKey'])
+    assert.ok(await page.isVisible(f), `${f} shows for DPS`);
+  for (const f of ['#node-config-input-connectionString', '#node-config-input-serviceTransport'])
+    assert.ok(!(await page.isVisible(f)), `${f} hides for DPS`);
+  assert.equal(await page.inputValue('#node-config-input-dpsEndpoint'), 'global.azure-devices-provisioning.net');
+  await page.check('#node-config-input-dpsLocalHub');
+  assert.ok(!(await page.isVisible('#node-config-input-dpsIdScope')), 'the local hub brings its own ID scope');
+  await page.screenshot({ path: path.join(shots, '05b-config-dps.png') });
   await page.click('#node-config-dialog-cancel');
   await page.waitForSelector('.red-ui-editableList-addButton', { state: 'visible' });
 

@@ -22,6 +22,14 @@ test('an empty definition gets the defaults the editor shows', () => {
     connectionStringEnv: '',
     ports: { mqtt: undefined, amqp: undefined, ws: undefined },
     localHub: { mqttsPort: undefined, amqpsPort: undefined, httpsPort: undefined, dataDir: undefined },
+    dps: {
+      endpoint: 'global.azure-devices-provisioning.net',
+      idScope: '',
+      attestation: 'group',
+      transport: 'mqtt',
+      keyEnv: '',
+      localHub: false,
+    },
   });
   assert.deepEqual(deviceReceiveSettings({ id: 'r', type: 'iothub-device-receive' }), {
     connection: '',
@@ -105,5 +113,34 @@ test('values outside what a setting allows fall back to its default rather than 
   assert.deepEqual(
     [port('8883'), port(' '), port(null), port('0x10'), port(65536)],
     [8883, undefined, undefined, 16, undefined],
+  );
+});
+
+test('the Device Provisioning Service kind: endpoint, scope, attestation, transport and key variable as saved', () => {
+  const c = connectionSettings({
+    id: 'c',
+    type: 'iothub-connection',
+    mode: 'dps',
+    dpsEndpoint: ' localhost:8884 ',
+    dpsIdScope: ' 0ne0001234 ',
+    dpsAttestation: 'individual',
+    dpsTransport: 'https',
+    dpsKeyEnv: ' IOTC_GROUP_KEY ',
+    dpsLocalHub: 'true',
+  });
+  assert.equal(c.mode, 'dps');
+  assert.deepEqual(c.dps, {
+    endpoint: 'localhost:8884',
+    idScope: '0ne0001234',
+    attestation: 'individual',
+    transport: 'https',
+    keyEnv: 'IOTC_GROUP_KEY',
+    localHub: true,
+  });
+  // Unknown values fall back: a group key over MQTT to the global endpoint.
+  const d = connectionSettings({ id: 'c', type: 'x', mode: 'dps', dpsAttestation: 'tpm', dpsTransport: 'amqp' });
+  assert.deepEqual(
+    [d.dps.attestation, d.dps.transport, d.dps.endpoint],
+    ['group', 'mqtt', 'global.azure-devices-provisioning.net'],
   );
 });
