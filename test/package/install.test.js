@@ -389,11 +389,21 @@ function checkInfo(line) {
   assert.doesNotThrow(() => {
     info = JSON.parse(line);
   }, 'the first line is JSON');
-  assert.deepEqual(Object.keys(info).sort(), ['caCertPath', 'devices', 'hostName', 'hubConnectionString', 'ports']);
+  assert.deepEqual(Object.keys(info).sort(), [
+    'caCertPath',
+    'devices',
+    'enrollmentGroups',
+    'enrollments',
+    'hostName',
+    'hubConnectionString',
+    'idScope',
+    'ports',
+    'provisioningHost',
+  ]);
   assert.deepEqual(Object.keys(info.devices), ['cli-dev']);
   assert.ok(
     Object.values(info.ports).every((p) => Number.isInteger(p) && p > 0),
-    'four ports',
+    'five ports',
   );
   // Checked without printing: the strings hold keys.
   assert.ok(
@@ -420,6 +430,8 @@ test('npx iothub-local-hub --json prints its line, and SIGTERM stops it', async 
     '--amqp-port',
     '0',
     '--https-port',
+    '0',
+    '--dps-port',
     '0',
     '--device',
     'cli-dev',
