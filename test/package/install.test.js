@@ -191,8 +191,9 @@ test('the tarball holds what Node-RED and the command line load, and nothing pri
       `${f}.map carries its sources`,
     );
   }
-  // The source maps carry their TypeScript (about a third of the size).
-  assert.ok(state.packed.size < 300_000, `tarball is ${state.packed.size} bytes`);
+  // A guard against something large slipping in (a dependency, test output), not a budget: the source maps carry their
+  // TypeScript (about a third of the size) and resources/ the sidebar's chart library (uPlot, about 50 KB).
+  assert.ok(state.packed.size < 500_000, `tarball is ${state.packed.size} bytes`);
 });
 
 test('npm install put a copy (not a link) of the package in the user directory, with its command', () => {
