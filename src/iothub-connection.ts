@@ -5,10 +5,10 @@
 import { ConnectionInfo, parseConnectionString } from './core/connection-string';
 import type { StatusEvent } from './core/state';
 import type { DeviceCredentials } from './core/transport';
-import { IotHubError } from './core/errors';
+import { IotHubError, reasonOf } from './core/errors';
 import { Capabilities, capabilitiesOf, DeviceLease, DeviceUser, HubSession, ServiceLease } from './core/hub-session';
 import { acquireLocalHub, releaseLocalHub } from './localhub/shared-hub';
-import { failureStatus } from './node-lease';
+import { failureStatus, markLogged } from './node-lease';
 import { connectionSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeStatus } from './node-red';
 
@@ -39,20 +39,29 @@ module.exports = function (RED: NodeAPI) {
     });
   }
 
+  /** A retry says why the last attempt failed, when that is known: "cannot resolve HOST · retry #2 in 4s". */
+  function because(ev: StatusEvent, text: string): string {
+    const reason = reasonOf(ev.error);
+    return reason ? `${reason} · ${text}` : text;
+  }
+
   function statusOf(ev: StatusEvent): NodeStatus {
     switch (ev.state) {
       case 'connected':
         return { fill: 'green', shape: 'dot', text: RED._('iothub-connection.status.connected') };
       case 'connecting':
-        return { fill: 'yellow', shape: 'ring', text: RED._('iothub-connection.status.connecting') };
+        return { fill: 'yellow', shape: 'ring', text: because(ev, RED._('iothub-connection.status.connecting')) };
       case 'reconnecting':
         return {
           fill: 'yellow',
           shape: 'ring',
-          text: RED._('iothub-connection.status.reconnecting', {
-            s: Math.ceil((ev.nextRetryMs ?? 0) / 1000),
-            n: ev.attempt ?? 1,
-          }),
+          text: because(
+            ev,
+            RED._('iothub-connection.status.reconnecting', {
+              s: Math.ceil((ev.nextRetryMs ?? 0) / 1000),
+              n: ev.attempt ?? 1,
+            }),
+          ),
         };
       case 'unauthorized':
         return { fill: 'red', shape: 'ring', text: RED._('iothub-connection.status.unauthorized') };
@@ -69,9 +78,17 @@ module.exports = function (RED: NodeAPI) {
     RED.nodes.createNode(this, def);
     const node = this;
     const settings = connectionSettings(def);
-    const { deviceTransport, serviceTransport, tokenLifetimeSec, keepAliveSec, sendQueueLimit, sendQueueTimeoutMs } =
-      settings;
+    const {
+      deviceTransport,
+      serviceTransport,
+      tokenLifetimeSec,
+      keepAliveSec,
+      sendQueueLimit,
+      sendQueueTimeoutMs,
+      retry,
+    } = settings;
     const common = {
+      retry,
       deviceTransport,
       serviceTransport,
       tokenLifetimeSec,
@@ -109,7 +126,7 @@ module.exports = function (RED: NodeAPI) {
             envName
               ? `no connection string: the environment variable ${envName} is not set; set it before starting Node-RED, or paste a connection string`
               : 'no connection string: paste one from the Azure portal (hub policy or device), or choose "Local hub"',
-            { field: 'connectionString' },
+            { field: 'connectionString', reason: envName ? `env var ${envName} not set` : undefined },
           );
         }
         connection = parseConnectionString(text);
@@ -122,6 +139,7 @@ module.exports = function (RED: NodeAPI) {
                 field: 'connectionString',
               });
         node.error(`${RED._('iothub-connection.errors.config')}: ${node.configError.message}`);
+        markLogged(node.configError);
       }
       const ok = connection;
       session = ok

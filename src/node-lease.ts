@@ -2,15 +2,45 @@
  * What the three nodes that use a connection do alike: take a lease from the config node, show in the node's status
  * why none could be had, and give it back when the node closes (removed: at once; a restart: the session lingers).
  */
-import { IotHubError } from './core/errors';
+import { IotHubError, reasonOf } from './core/errors';
+import type { StatusEvent } from './core/state';
 import type { Node, NodeAPI, NodeStatus } from './node-red';
 
-/** A failure as a short translated status text; the node's log carries the whole message. */
+/** A failure as a short status text (its cause when known, else its translated code); the node's log carries the whole message. */
 export function failureStatus(RED: NodeAPI, err: unknown): NodeStatus {
+  const reason = err instanceof IotHubError ? err.reason : undefined;
+  if (reason) return { fill: 'red', shape: 'ring', text: reason };
   const code = err instanceof IotHubError ? err.code : 'INTERNAL';
   const key = `iothub-connection.errorCode.${code}`;
   const text = RED._(key);
   return { fill: 'red', shape: 'ring', text: text && text !== key ? text : code.toLowerCase().replace(/_/g, ' ') };
+}
+
+/**
+ * Logs why a connection fails, with the fix, once: again only when the cause changes, or fails anew after a success
+ * (a retry every few seconds must not fill the log with the same line). `who` keeps devices of a fleet apart.
+ */
+export function causeLogger(node: Node): (ev: StatusEvent, who?: string) => void {
+  const last = new Map<string, string>();
+  return (ev, who = '') => {
+    if (ev.state === 'connected' || ev.state === 'closed') {
+      last.delete(who);
+      return;
+    }
+    const err = ev.error;
+    if (!err) return;
+    const cause = reasonOf(err) ?? err.code;
+    if (last.get(who) === cause) return;
+    last.set(who, cause);
+    node.warn(who ? `${who}: ${err.message}` : err.message);
+  };
+}
+
+/** Errors logged already where they arose (a config node's): the nodes that use it show them, and do not log them again. */
+const logged = new WeakSet<object>();
+
+export function markLogged(err: object): void {
+  logged.add(err);
 }
 
 export interface Releasable {
@@ -49,7 +79,7 @@ export function holdLease<L extends Releasable>(
     (err: Error) => {
       held.error = err;
       node.status(failureStatus(RED, err));
-      node.error(err.message);
+      if (!logged.has(err)) node.error(err.message);
     },
   );
   node.on('close', (removed, done) => {

@@ -5,6 +5,7 @@
 import type { MappingRow } from './core/message-builder';
 import { AckMode, ACK_MODES } from './core/message';
 import type { PayloadOutput } from './core/payload';
+import type { RetryOptions } from './core/retry';
 import type { DeviceTransport } from './core/transport';
 import type { NodeDef } from './node-red';
 
@@ -24,6 +25,16 @@ const oneOf = <T extends string>(v: unknown, allowed: readonly T[], fallback: T)
 const flag = (v: unknown, fallback: boolean): boolean =>
   v === true || v === 'true' ? true : v === false || v === 'false' ? false : fallback;
 
+/** `retry` in the flow JSON: positive numbers of ms for the schedule's four bounds; anything else is the default. */
+function retryOf(v: unknown): RetryOptions | undefined {
+  if (!v || typeof v !== 'object') return undefined;
+  const r = v as Record<string, unknown>;
+  const out: RetryOptions = {};
+  for (const k of ['initialDelayMs', 'maxDelayMs', 'unauthorizedInitialDelayMs', 'unauthorizedMaxDelayMs'] as const)
+    if (Number(r[k]) > 0) out[k] = Number(r[k]);
+  return Object.keys(out).length ? out : undefined;
+}
+
 export interface ConnectionSettings {
   mode: 'local' | 'azure';
   deviceTransport: DeviceTransport;
@@ -36,6 +47,8 @@ export interface ConnectionSettings {
   /** Names an environment variable holding the connection string, so an exported flow carries no secret. */
   connectionStringEnv: string;
   ports: { mqtt?: number; amqp?: number; ws?: number };
+  /** The reconnect schedule (flow JSON only, not in the editor: tests and impatient set-ups); undefined: the defaults. */
+  retry?: RetryOptions;
   localHub: { mqttsPort?: number; amqpsPort?: number; httpsPort?: number; dataDir?: string };
 }
 
@@ -51,6 +64,7 @@ export function connectionSettings(def: NodeDef): ConnectionSettings {
     sendQueueTimeoutMs: positive(def.sendQueueTimeout, 30) * 1000,
     connectionStringEnv: text(def.connectionStringEnv).trim(),
     ports: { mqtt: port(def.mqttPort), amqp: port(def.amqpPort), ws: port(def.wsPort) },
+    retry: retryOf(def.retry),
     localHub: {
       mqttsPort: port(lh.mqttsPort),
       amqpsPort: port(lh.amqpsPort),

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { connectAmqp } from './amqp-device';
 import { resolveEndpoint } from './endpoint';
-import { IotHubError } from './errors';
+import { connectTimedOut, IotHubError } from './errors';
 import type { ConnectGate } from './connect-gate';
 import { ConnectionLifecycle } from './lifecycle';
 import { ReceivedC2DMessage } from './message';
@@ -141,12 +141,8 @@ export class DeviceClient extends EventEmitter {
       this.session = undefined;
       this.held = [];
       void session.end();
-      this.life.lost(
-        new IotHubError(
-          'TIMEOUT',
-          `the hub did not complete the connection in ${Math.round(endpoint.connectTimeoutMs / 1000)} s`,
-        ),
-        () => this.connect(),
+      this.life.lost(connectTimedOut(`${endpoint.host}:${endpoint.port}`, endpoint.connectTimeoutMs), () =>
+        this.connect(),
       );
     }, endpoint.connectTimeoutMs);
   }

@@ -14,6 +14,7 @@ export class ConnectionLifecycle {
   private retryTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private _closing = false;
+  private lastError: IotHubError | undefined;
   private readonly policy: RetryPolicy;
 
   constructor(
@@ -45,11 +46,17 @@ export class ConnectionLifecycle {
   /** An attempt starts now (the first, or the one a reconnect scheduled). */
   connecting(): void {
     this.retryTimer = undefined;
-    this.set(this.attempt === 0 ? { state: 'connecting' } : { state: 'connecting', attempt: this.attempt });
+    // A retry still says why the last attempt failed: the cause stays in the status until a connection succeeds.
+    this.set(
+      this.attempt === 0
+        ? { state: 'connecting' }
+        : { state: 'connecting', attempt: this.attempt, ...(this.lastError ? { error: this.lastError } : {}) },
+    );
   }
 
   connected(): void {
     this.attempt = 0;
+    this.lastError = undefined;
     this.set({ state: 'connected' });
   }
 
@@ -58,6 +65,7 @@ export class ConnectionLifecycle {
     this.cancelRenewal();
     if (this._closing) return;
     this.attempt++;
+    this.lastError = err;
     const unauthorized = err?.code === 'UNAUTHORIZED';
     const delay = unauthorized ? this.policy.unauthorizedDelay(this.attempt) : this.policy.delay(this.attempt);
     this.set({

@@ -2,7 +2,7 @@
 import { connect, IClientOptions, MqttClient } from 'mqtt';
 import type { ResolvedEndpoint } from './endpoint';
 import type { DeviceClientOptions, DeviceSession, TransportEvents } from './transport';
-import { fromConnackCode, IotHubError } from './errors';
+import { fromConnackCode, fromSocketError, IotHubError } from './errors';
 import { c2dSubscription, decodeC2DPublish } from './property-bag';
 
 const API_VERSION = '2021-04-12';
@@ -27,7 +27,9 @@ export function connectMqtt(
     clean: false,
     keepalive: e.keepAliveSec,
     reconnectPeriod: 0,
-    connectTimeout: e.connectTimeoutMs,
+    // The client's own timer (DeviceClient) gives up on the attempt and says why; mqtt.js's, a moment later, is a backstop
+    // that would otherwise win the race and report a mere "connection closed".
+    connectTimeout: e.connectTimeoutMs + 5000,
     ca: e.ca,
     servername: e.servername,
     rejectUnauthorized: e.rejectUnauthorized,
@@ -76,7 +78,8 @@ export function connectMqtt(
               'UNAUTHORIZED',
               "not authorized: check the key, the token's expiry and that the device is enabled",
             )
-          : new IotHubError('CONNECTION_LOST', `connection failed: ${err.message}`, { cause: err });
+          : (fromSocketError(err, e) ??
+            new IotHubError('CONNECTION_LOST', `connection failed: ${err.message}`, { cause: err }));
     // mqtt.js reports a packet it cannot parse (reserved flag bits, both QoS bits, a bad length) and goes on reading the
     // stream out of step. MQTT says to close the connection on a protocol violation [MQTT-4.8.0-1]: do, and connect again.
     if (!ended) client.end(true);

@@ -8,7 +8,7 @@ import { Connection, Delivery, EventContext, Message, Receiver, Sender } from 'r
 import { amqpConnectionError, Cbs, closeAmqpConnection, openAmqpConnection, whenOpen } from './amqp-connection';
 import { encodeC2DMessage } from './amqp-codec';
 import { Endpoint, resolveEndpoint } from './endpoint';
-import { fromAmqpError, IotHubError } from './errors';
+import { connectTimedOut, fromAmqpError, IotHubError } from './errors';
 import { bodyText, parseFeedbackBody } from './feedback';
 import { C2DMessage, checkDeviceId, FeedbackRecord } from './message';
 import { ConnectionLifecycle } from './lifecycle';
@@ -113,13 +113,7 @@ export class ServiceClient extends EventEmitter {
     // time-out of its own for any of them): give the attempt up and try again.
     clearTimeout(this.connectTimer);
     const connectTimer = setTimeout(
-      () =>
-        fail(
-          new IotHubError(
-            'TIMEOUT',
-            `the hub did not complete the connection in ${Math.round(e.connectTimeoutMs / 1000)} s`,
-          ),
-        ),
+      () => fail(connectTimedOut(`${e.host}:${e.port}`, e.connectTimeoutMs)),
       e.connectTimeoutMs,
     );
     this.connectTimer = connectTimer;
