@@ -7,6 +7,7 @@ import type { StatusEvent } from './core/state';
 import type { DeviceCredentials } from './core/transport';
 import { IotHubError, reasonOf } from './core/errors';
 import { Capabilities, capabilitiesOf, DeviceLease, DeviceUser, HubSession, ServiceLease } from './core/hub-session';
+import { Proxy, proxyFor } from './core/proxy';
 import { acquireLocalHub, releaseLocalHub } from './localhub/shared-hub';
 import { failureStatus, markLogged } from './node-lease';
 import { connectionSettings } from './node-settings';
@@ -115,6 +116,7 @@ module.exports = function (RED: NodeAPI) {
       });
     } else {
       let connection: ConnectionInfo | undefined;
+      let proxy: Proxy | undefined;
       try {
         const envName = settings.connectionStringEnv;
         const text = (
@@ -130,6 +132,13 @@ module.exports = function (RED: NodeAPI) {
           );
         }
         connection = parseConnectionString(text);
+        // Where connections dial (a gateway, else the hub) decides whether NO_PROXY exempts them.
+        proxy = proxyFor(settings.proxyMode, (connection.gatewayHostName ?? connection.hostName).replace(/:\d+$/, ''), {
+          url: settings.proxyUrl,
+          user: node.credentials?.proxyUser,
+          password: node.credentials?.proxyPassword,
+          env: process.env,
+        });
         node.capabilities = capabilitiesOf(connection);
       } catch (err) {
         node.configError =
@@ -148,6 +157,7 @@ module.exports = function (RED: NodeAPI) {
               connection: ok,
               ...common,
               ports: settings.ports,
+              proxy,
               ca: expandEnv(node, node.credentials?.ca) || undefined,
               cert: expandEnv(node, node.credentials?.cert) || undefined,
               key: expandEnv(node, node.credentials?.key) || undefined,
@@ -204,6 +214,8 @@ module.exports = function (RED: NodeAPI) {
       ca: { type: 'text' },
       cert: { type: 'text' },
       key: { type: 'password' },
+      proxyUser: { type: 'text' },
+      proxyPassword: { type: 'password' },
     },
   });
 };

@@ -5,6 +5,7 @@
 import type { MappingRow } from './core/message-builder';
 import { AckMode, ACK_MODES } from './core/message';
 import type { PayloadOutput } from './core/payload';
+import type { ProxyMode } from './core/proxy';
 import type { RetryOptions } from './core/retry';
 import type { DeviceTransport } from './core/transport';
 import type { NodeDef } from './node-red';
@@ -47,6 +48,9 @@ export interface ConnectionSettings {
   /** Names an environment variable holding the connection string, so an exported flow carries no secret. */
   connectionStringEnv: string;
   ports: { mqtt?: number; amqp?: number; ws?: number };
+  /** env: HTTPS_PROXY / NO_PROXY when set (the default); none; url: proxyUrl (user and password are credentials). */
+  proxyMode: ProxyMode;
+  proxyUrl: string;
   /** The reconnect schedule (flow JSON only, not in the editor: tests and impatient set-ups); undefined: the defaults. */
   retry?: RetryOptions;
   localHub: { mqttsPort?: number; amqpsPort?: number; httpsPort?: number; dataDir?: string };
@@ -64,6 +68,8 @@ export function connectionSettings(def: NodeDef): ConnectionSettings {
     sendQueueTimeoutMs: positive(def.sendQueueTimeout, 30) * 1000,
     connectionStringEnv: text(def.connectionStringEnv).trim(),
     ports: { mqtt: port(def.mqttPort), amqp: port(def.amqpPort), ws: port(def.wsPort) },
+    proxyMode: oneOf(def.proxyMode, ['env', 'none', 'url'] as const, 'env'),
+    proxyUrl: text(def.proxyUrl).trim(),
     retry: retryOf(def.retry),
     localHub: {
       mqttsPort: port(lh.mqttsPort),

@@ -14,6 +14,7 @@ import {
 import WebSocket from 'ws';
 import type { ResolvedEndpoint } from './endpoint';
 import { fromSocketError, IotHubError, peerText } from './errors';
+import { tlsThroughProxy, wsThroughProxy } from './proxy';
 
 export interface AmqpTls {
   cert?: string;
@@ -38,8 +39,28 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
       servername: e.servername,
       cert: extra.cert,
       key: extra.key,
+      // Through an HTTP proxy: the WebSocket's TLS over a CONNECT tunnel (proxy.ts).
+      ...(e.proxy ? { createConnection: wsThroughProxy(e.proxy, e.connectTimeoutMs) } : {}),
     } as never);
     connection = container.connect({ ...common, connection_details: details } as unknown as ConnectionOptions);
+  } else if (e.proxy && e.tls) {
+    const tlsOptions = {
+      servername: e.servername,
+      ca: e.ca,
+      rejectUnauthorized: e.rejectUnauthorized,
+      cert: extra.cert,
+      key: extra.key,
+    };
+    const proxy = e.proxy;
+    // rhea calls `connect` as it would tls.connect; the TLS runs over a CONNECT tunnel instead.
+    connection = container.connect({
+      ...common,
+      host: e.host,
+      port: e.port,
+      transport: 'tls',
+      connect: (port: number, host: string, _o: unknown, onSecure: () => void) =>
+        tlsThroughProxy(proxy, host, port, tlsOptions, e.connectTimeoutMs, onSecure),
+    } as unknown as ConnectionOptions);
   } else {
     connection = container.connect({
       ...common,

@@ -165,7 +165,7 @@ export function fromSocketError(e: unknown, target?: { host: string; port: numbe
         );
       return make(
         `proxy refused (${status})`,
-        `${proxy} refused to connect to ${where} (${status}): allow that port in the proxy (tinyproxy ConnectPort, squid SSL_ports) or use a WebSockets transport (443)`,
+        `${proxy} refused to connect to ${where} (${status}): allow CONNECT to that port in the proxy (tinyproxy ConnectPort, squid SSL_ports); proxies allow 443 (WebSockets) most often`,
       );
     }
     default:

@@ -8,6 +8,7 @@ import { ConnectGate } from './connect-gate';
 import { DeviceClient } from './device-client';
 import { IotHubError } from './errors';
 import { C2DMessage, checkDeviceId, FeedbackRecord, ReceivedC2DMessage } from './message';
+import type { Proxy } from './proxy';
 import { RetryOptions } from './retry';
 import { ServiceClient } from './service-client';
 import type { StatusEvent } from './state';
@@ -19,6 +20,8 @@ export interface HubSessionOptions {
   serviceTransport: 'amqp' | 'amqp-ws';
   /** Host to dial instead of HostName (the local hub, a gateway). */
   connectHost?: string;
+  /** An HTTP proxy every connection tunnels through (proxy.ts). */
+  proxy?: Proxy;
   ports?: { mqtt?: number; amqp?: number; ws?: number };
   tls?: boolean;
   ca?: string;
@@ -178,6 +181,7 @@ export class HubSession {
           port: this.devicePort(),
           tls: this.o.tls,
           ca: this.o.ca,
+          proxy: this.o.proxy,
           deviceId,
           transport: this.o.deviceTransport,
           credentials: credentials ? withoutHostName(credentials) : this.deviceCredentials(deviceId),
@@ -245,6 +249,7 @@ export class HubSession {
         port: this.o.serviceTransport === 'amqp' ? this.o.ports?.amqp : this.o.ports?.ws,
         tls: this.o.tls,
         ca: this.o.ca,
+        proxy: this.o.proxy,
         transport: this.o.serviceTransport,
         sharedAccessKeyName: c.sharedAccessKeyName,
         sharedAccessKey: c.sharedAccessKey,

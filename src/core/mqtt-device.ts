@@ -4,6 +4,7 @@ import type { ResolvedEndpoint } from './endpoint';
 import type { DeviceClientOptions, DeviceSession, TransportEvents } from './transport';
 import { fromConnackCode, fromSocketError, IotHubError } from './errors';
 import { c2dSubscription, decodeC2DPublish } from './property-bag';
+import { openTunnel, wsThroughProxy } from './proxy';
 
 const API_VERSION = '2021-04-12';
 const SERVER_BOUND = new Set(['connect', 'subscribe', 'unsubscribe', 'pingreq', 'disconnect']);
@@ -36,6 +37,11 @@ export function connectMqtt(
     ...('cert' in creds ? { cert: creds.cert, key: creds.key } : {}),
   };
   const url = ws ? `wss://${e.host}:${e.port}/$iothub/websocket` : `${e.tls ? 'mqtts' : 'mqtt'}://${e.host}:${e.port}`;
+  // Through an HTTP proxy: TLS (ours, or the WebSocket's) over a CONNECT tunnel (proxy.ts).
+  if (e.proxy && ws) options.wsOptions = { createConnection: wsThroughProxy(e.proxy, e.connectTimeoutMs) } as never;
+  // mqtt.js hands its options to tls.connect, which takes the tunnel for its socket.
+  else if (e.proxy && e.tls)
+    (options as { socket?: unknown }).socket = openTunnel(e.proxy, e.host, e.port, e.connectTimeoutMs);
   const client: MqttClient = connect(url, options);
   let ended = false;
   let lastError: IotHubError | undefined;

@@ -1,8 +1,9 @@
 'use strict';
 // Every connection failure names its cause in the node status (short) and once in the log with the fix, not on every
 // retry: a host that does not resolve, a port that refuses, one that never answers, a certificate not trusted, a bad key,
-// a proxy that refuses or is down, an environment variable that is not set. Each case runs a device over MQTT, one over
-// AMQP and the back end (c2d send) through at least 5 retries on a short schedule.
+// a proxy that refuses or is down (a stand-in answering as tinyproxy does; test/nodes/proxy.test.js has the real one),
+// an environment variable that is not set. Each case runs a device over MQTT, one over AMQP and the back end (c2d send)
+// through at least 5 retries on a short schedule.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -104,6 +105,29 @@ async function closedPort() {
   return port;
 }
 
+/** An HTTP proxy that answers every CONNECT with `answer` (a status line's code and text): the refusals, without tinyproxy. */
+async function answeringProxy(answer) {
+  const sockets = new Set();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    let head = '';
+    s.on('data', (c) => {
+      head += c.toString('latin1');
+      if (head.includes('\r\n\r\n')) s.end(`HTTP/1.1 ${answer}\r\nContent-Length: 0\r\n\r\n`);
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(r));
+    },
+  };
+}
+
 test('connection failures say why', { timeout: 180_000 }, async (t) => {
   await helper.startServer();
   t.after(async () => {
@@ -183,6 +207,58 @@ test('connection failures say why', { timeout: 180_000 }, async (t) => {
         status: /unauthorized/,
         log: /not authori[sz]ed|unauthori[sz]ed|refused the token/i,
       });
+    } finally {
+      await hub.stop();
+    }
+  });
+
+  for (const [answer, cause, status, log] of [
+    [
+      '403 Forbidden',
+      'proxy refused (403)',
+      /^proxy refused \(403\) · /,
+      /refused to connect to .* \(403\): allow CONNECT to that port/,
+    ],
+    [
+      '407 Proxy Authentication Required',
+      'proxy auth required (407)',
+      /^proxy auth required \(407\) · /,
+      /wants a user name and password \(407\)/,
+    ],
+  ]) {
+    await t.test(`a proxy that answers ${answer}: "${cause}"`, async (t) => {
+      const hub = await startHub();
+      const proxy = await answeringProxy(answer);
+      try {
+        await expectCause(
+          t,
+          causeFlow(
+            { mqttPort: hub.ports.mqtts, amqpPort: hub.ports.amqps, proxyMode: 'url', proxyUrl: proxy.url },
+            hub.hubConnectionString,
+            hub.caPem,
+          ),
+          { status, log },
+        );
+      } finally {
+        await proxy.close();
+        await hub.stop();
+      }
+    });
+  }
+
+  await t.test('a proxy that cannot be reached: "proxy down"', async (t) => {
+    const hub = await startHub();
+    try {
+      const proxyUrl = `http://127.0.0.1:${await closedPort()}`;
+      await expectCause(
+        t,
+        causeFlow(
+          { mqttPort: hub.ports.mqtts, amqpPort: hub.ports.amqps, proxyMode: 'url', proxyUrl },
+          hub.hubConnectionString,
+          hub.caPem,
+        ),
+        { status: /^proxy down · /, log: /cannot be reached \(ECONNREFUSED\): check the proxy URL/ },
+      );
     } finally {
       await hub.stop();
     }

@@ -21,8 +21,20 @@ test('an empty definition gets the defaults the editor shows', () => {
     sendQueueTimeoutMs: 30_000,
     connectionStringEnv: '',
     ports: { mqtt: undefined, amqp: undefined, ws: undefined },
+    proxyMode: 'env',
+    proxyUrl: '',
+    retry: undefined,
     localHub: { mqttsPort: undefined, amqpsPort: undefined, httpsPort: undefined, dataDir: undefined },
   });
+  // The reconnect schedule from the flow JSON: positive numbers only.
+  assert.deepEqual(
+    connectionSettings({
+      id: 'c',
+      type: 'iothub-connection',
+      retry: { initialDelayMs: 50, maxDelayMs: '200', factor: 3, unauthorizedInitialDelayMs: -1 },
+    }).retry,
+    { initialDelayMs: 50, maxDelayMs: 200 },
+  );
   assert.deepEqual(deviceReceiveSettings({ id: 'r', type: 'iothub-device-receive' }), {
     connection: '',
     deviceId: '',
