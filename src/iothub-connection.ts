@@ -27,6 +27,8 @@ export interface ConnectionNode extends Node {
   statusOf(ev: StatusEvent): NodeStatus;
 }
 
+const VIA: Record<string, string> = { mqtt: 'MQTT', 'mqtt-ws': 'MQTT-WS', amqp: 'AMQP', 'amqp-ws': 'AMQP-WS' };
+
 module.exports = function (RED: NodeAPI) {
   /** `${NAME}` in a credential reads the environment, as Node-RED does for properties. */
   function expandEnv(node: Node, text: string | undefined): string | undefined {
@@ -49,7 +51,12 @@ module.exports = function (RED: NodeAPI) {
   function statusOf(ev: StatusEvent): NodeStatus {
     switch (ev.state) {
       case 'connected':
-        return { fill: 'green', shape: 'dot', text: RED._('iothub-connection.status.connected') };
+        // Transport auto says which one it took.
+        return {
+          fill: 'green',
+          shape: 'dot',
+          text: RED._('iothub-connection.status.connected') + (ev.via ? ` (${VIA[ev.via] ?? ev.via})` : ''),
+        };
       case 'connecting':
         return { fill: 'yellow', shape: 'ring', text: because(ev, RED._('iothub-connection.status.connecting')) };
       case 'reconnecting':

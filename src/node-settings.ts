@@ -7,10 +7,10 @@ import { AckMode, ACK_MODES } from './core/message';
 import type { PayloadOutput } from './core/payload';
 import type { ProxyMode } from './core/proxy';
 import type { RetryOptions } from './core/retry';
-import type { DeviceTransport } from './core/transport';
+import type { DeviceTransportChoice } from './core/transport';
 import type { NodeDef } from './node-red';
 
-const DEVICE_TRANSPORTS: readonly DeviceTransport[] = ['mqtt', 'mqtt-ws', 'amqp', 'amqp-ws'];
+const DEVICE_TRANSPORTS: readonly DeviceTransportChoice[] = ['mqtt', 'mqtt-ws', 'amqp', 'amqp-ws', 'auto', 'amqp-auto'];
 const PAYLOAD_OUTPUTS: readonly PayloadOutput[] = ['auto', 'string', 'buffer', 'json'];
 
 /** A port or other small count: an integer 0-65535 given as a number or a numeric string, else undefined. */
@@ -38,8 +38,9 @@ function retryOf(v: unknown): RetryOptions | undefined {
 
 export interface ConnectionSettings {
   mode: 'local' | 'azure';
-  deviceTransport: DeviceTransport;
-  serviceTransport: 'amqp' | 'amqp-ws';
+  /** auto / amqp-auto: the own port when it answers, else WebSockets (core/transport-choice.ts). */
+  deviceTransport: DeviceTransportChoice;
+  serviceTransport: 'amqp' | 'amqp-ws' | 'auto';
   tokenLifetimeSec: number;
   keepAliveSec: number;
   /** While the hub is unreachable, sends wait in a bounded queue, then fail loudly. */
@@ -61,7 +62,7 @@ export function connectionSettings(def: NodeDef): ConnectionSettings {
   return {
     mode: def.mode === 'local' ? 'local' : 'azure',
     deviceTransport: oneOf(def.deviceTransport, DEVICE_TRANSPORTS, 'mqtt'),
-    serviceTransport: def.serviceTransport === 'amqp-ws' ? 'amqp-ws' : 'amqp',
+    serviceTransport: oneOf(def.serviceTransport, ['amqp', 'amqp-ws', 'auto'] as const, 'amqp'),
     tokenLifetimeSec: port(def.tokenLifetime) || 3600,
     keepAliveSec: port(def.keepAlive) || 180,
     sendQueueLimit: positive(def.sendQueueLimit, 10_000),

@@ -54,10 +54,11 @@ export class ConnectionLifecycle {
     );
   }
 
-  connected(): void {
+  /** via: the transport in use, when it was chosen at run time (auto). */
+  connected(via?: string): void {
     this.attempt = 0;
     this.lastError = undefined;
-    this.set({ state: 'connected' });
+    this.set(via ? { state: 'connected', via } : { state: 'connected' });
   }
 
   /** The connection is gone: `reconnect` runs after the backoff (the slow one when the hub said unauthorized). */

@@ -9,4 +9,6 @@ export interface StatusEvent {
   attempt?: number;
   nextRetryMs?: number;
   error?: IotHubError;
+  /** connected: the transport in use, when transport auto chose it ("mqtt-ws"). */
+  via?: string;
 }
