@@ -10,7 +10,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { helper, nodeModules, startHub, waitFor } = require('../support/flows');
+const { helper, nodeModules, startHub, waitFor, root } = require('../support/flows');
 
 const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
 const RETRY = { initialDelayMs: 30, maxDelayMs: 80, unauthorizedInitialDelayMs: 30, unauthorizedMaxDelayMs: 80 };
@@ -263,6 +263,44 @@ test('connection failures say why', { timeout: 180_000 }, async (t) => {
       await hub.stop();
     }
   });
+
+  await t.test(
+    'example 04 as a new user tries it (short retries): its variable unset, then a hub that does not resolve',
+    async (t) => {
+      const example = JSON.parse(
+        fs.readFileSync(path.join(root, 'examples', '04 A device on a real Azure IoT Hub.json')),
+      );
+      // Its own nodes, less the comment and debug (not loaded here), the receive node's output unwired.
+      const flow = example
+        .filter((n) => !['comment', 'debug'].includes(n.type))
+        .map((n) => (n.type === 'iothub-connection' ? { ...n, retry: RETRY } : n.wires ? { ...n, wires: [[]] } : n));
+      const cfg = example.find((n) => n.type === 'iothub-connection');
+      const recvId = example.find((n) => n.type === 'iothub-device-receive').id;
+      const name = cfg.connectionStringEnv;
+      const saved = process.env[name];
+      try {
+        delete process.env[name];
+        await helper.load(nodeModules, flow, {});
+        let recv = helper.getNode(recvId);
+        await waitFor(() => texts(recv).length > 0, 'a status');
+        assert.equal(texts(recv).at(-1), `env var ${name} not set`);
+        await helper.unload();
+
+        const host = `no-such-hub-${process.pid}.azure-devices.invalid`;
+        process.env[name] = `HostName=${host};DeviceId=dev1;SharedAccessKey=${Buffer.alloc(32, 3).toString('base64')}`;
+        await helper.load(nodeModules, flow, {});
+        recv = helper.getNode(recvId);
+        await waitFor(() => retries(recv) >= 5, `5 retries (${texts(recv).at(-1)})`, 30_000);
+        assert.match(texts(recv).at(-1), new RegExp(`^cannot resolve ${host.replace(/\./g, '\\.')} · `));
+        assert.equal(warnings(recv).length, 1, `one log line: ${JSON.stringify(warnings(recv))}`);
+        t.diagnostic(`example 04: "env var ${name} not set", then "${texts(recv).at(-1)}"; log: ${warnings(recv)[0]}`);
+        await helper.unload();
+      } finally {
+        if (saved === undefined) delete process.env[name];
+        else process.env[name] = saved;
+      }
+    },
+  );
 
   await t.test('the environment variable of the connection string is not set: "env var NAME not set"', async (t) => {
     const name = `IOTHUB_CAUSES_UNSET_${process.pid}`;
