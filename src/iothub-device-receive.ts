@@ -189,7 +189,7 @@ module.exports = function (RED: NodeAPI) {
       fleet = new DeviceFleet((deviceId, user, credentials) => config.useDevice(deviceId, user, settle, credentials), {
         status: (deviceId, ev) => {
           if (fleet?.size === 1) lastSingle = ev;
-          logCause(ev, fleet && fleet.size > 1 ? deviceId : '');
+          logCause(ev, deviceId, !!fleet && fleet.size > 1);
           showStatus();
         },
         message: (deviceId, m: ReceivedC2DMessage) => {
@@ -288,7 +288,10 @@ module.exports = function (RED: NodeAPI) {
         work =
           name === 'connect'
             ? add(deviceId, true, credentialsOf(msg, deviceId))
-            : fleet.remove(deviceId).then(showStatus);
+            : fleet.remove(deviceId).then(() => {
+                logCause.forget(deviceId);
+                showStatus();
+              });
       } catch (err) {
         done(err as Error);
         return;

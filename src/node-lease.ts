@@ -17,23 +17,43 @@ export function failureStatus(RED: NodeAPI, err: unknown): NodeStatus {
 }
 
 /**
- * Logs why a connection fails, with the fix, once: again only when the cause changes, or fails anew after a success
- * (a retry every few seconds must not fill the log with the same line). `who` keeps devices of a fleet apart.
+ * Logs why a connection fails, with the fix, once: again only when the cause changes, or comes back after a success (a
+ * retry every few seconds must not fill the log with the same line). `who` keeps the devices of a fleet apart, and a
+ * fleet logs a cause once while any of its devices has it (a hub restart is one line, not one per device); `named`
+ * puts the device id before the message. forget(who): a device that left the fleet.
  */
-export function causeLogger(node: Node): (ev: StatusEvent, who?: string) => void {
-  const last = new Map<string, string>();
-  return (ev, who = '') => {
+export interface CauseLogger {
+  (ev: StatusEvent, who?: string, named?: boolean): void;
+  forget(who: string): void;
+}
+
+export function causeLogger(node: Node): CauseLogger {
+  const causeOf = new Map<string, string>();
+  const failing = new Map<string, number>();
+  const forget = (who: string) => {
+    const cause = causeOf.get(who);
+    if (cause === undefined) return;
+    causeOf.delete(who);
+    const n = (failing.get(cause) ?? 1) - 1;
+    if (n > 0) failing.set(cause, n);
+    else failing.delete(cause);
+  };
+  const log = (ev: StatusEvent, who = '', named = false) => {
     if (ev.state === 'connected' || ev.state === 'closed') {
-      last.delete(who);
+      forget(who);
       return;
     }
     const err = ev.error;
     if (!err) return;
     const cause = reasonOf(err) ?? err.code;
-    if (last.get(who) === cause) return;
-    last.set(who, cause);
-    node.warn(who ? `${who}: ${err.message}` : err.message);
+    if (causeOf.get(who) === cause) return;
+    forget(who);
+    causeOf.set(who, cause);
+    const n = (failing.get(cause) ?? 0) + 1;
+    failing.set(cause, n);
+    if (n === 1) node.warn(named ? `${who}: ${err.message}` : err.message);
   };
+  return Object.assign(log, { forget });
 }
 
 /** Errors logged already where they arose (a config node's): the nodes that use it show them, and do not log them again. */

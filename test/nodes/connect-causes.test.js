@@ -264,6 +264,36 @@ test('connection failures say why', { timeout: 180_000 }, async (t) => {
     }
   });
 
+  await t.test('a fleet of 20 devices that loses its hub logs each cause once, not once per device', async (t) => {
+    const ids = Array.from({ length: 20 }, (_, i) => `f${i}`);
+    const hub = await startHub();
+    try {
+      const { flow, credentials } = causeFlow(
+        { mqttPort: hub.ports.mqtts, amqpPort: hub.ports.amqps },
+        hub.hubConnectionString,
+        hub.caPem,
+      );
+      flow.find((n) => n.id === 'rm').deviceId = ids.join(' ');
+      await helper.load(nodeModules, flow, credentials);
+      const rm = helper.getNode('rm');
+      await waitFor(() => ids.every((id) => hub.isDeviceConnected(id)), '20 devices connected', 30_000);
+      await hub.stop();
+      await waitFor(() => warnings(rm).some((w) => /refused the connection/.test(w)), 'a "refused" line', 30_000);
+      // Two seconds more: on the 30-80 ms schedule every device retries against the closed port dozens of times.
+      await new Promise((r) => setTimeout(r, 2000));
+      const lines = warnings(rm);
+      const refused = lines.filter((w) => /refused the connection/.test(w));
+      assert.equal(refused.length, 1, `one "refused" line for 20 devices: ${JSON.stringify(lines)}`);
+      assert.ok(lines.length <= 3, `a line per cause, not per device: ${JSON.stringify(lines)}`);
+      assert.match(refused[0], /^f\d+: /, 'names the first device it happened to');
+      t.diagnostic(`20 devices cut off: ${lines.length} log lines: ${JSON.stringify(lines)}`);
+      await helper.unload();
+    } finally {
+      await helper.unload().catch(() => undefined);
+      await hub.stop().catch(() => undefined);
+    }
+  });
+
   await t.test(
     'example 04 as a new user tries it (short retries): its variable unset, then a hub that does not resolve',
     async (t) => {
