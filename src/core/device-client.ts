@@ -114,11 +114,16 @@ export class DeviceClient extends EventEmitter {
   constructor(
     private readonly o: DeviceClientOptions,
     private readonly gate?: ConnectGate,
-    private readonly chooser?: TransportChooser,
+    chooser?: TransportChooser,
   ) {
     super();
     this.life = new ConnectionLifecycle(o.retry, (ev) => this.emit('status', ev));
+    if (o.transport === 'auto' || o.transport === 'amqp-auto')
+      this.chooser = chooser ?? new TransportChooser(chooserTarget(o));
   }
+
+  /** Transport auto's memory (undefined for a fixed transport). */
+  private readonly chooser: TransportChooser | undefined;
 
   get state(): ConnectionState {
     return this.life.state;
@@ -208,7 +213,7 @@ export class DeviceClient extends EventEmitter {
       const t = this.o.transport;
       session =
         t === 'auto' || t === 'amqp-auto'
-          ? autoSession(this.o, this.chooser ?? new TransportChooser(chooserTarget(this.o)), token, events)
+          ? autoSession(this.o, this.chooser as TransportChooser, token, events)
           : dial({ ...this.o, transport: t }, endpoint, token, events);
     } catch (err) {
       release();
@@ -217,6 +222,8 @@ export class DeviceClient extends EventEmitter {
     this.session = session;
     // A hub that accepts the connection and then never answers (no CONNACK or SUBACK, an attach left pending) held the
     // device at "connecting" for ever: mqtt.js gives up on a CONNACK only, rhea on nothing. Give the attempt up and retry.
+    // Transport auto's look at the own port comes first: the attempt has that much longer.
+    const timeoutMs = endpoint.connectTimeoutMs + (this.chooser ? this.chooser.lookMs : 0);
     clearTimeout(this.connectTimer);
     this.connectTimer = setTimeout(() => {
       this.connectTimer = undefined;
@@ -225,10 +232,11 @@ export class DeviceClient extends EventEmitter {
       this.session = undefined;
       this.held = [];
       void session.end();
-      this.life.lost(connectTimedOut(`${endpoint.host}:${endpoint.port}`, endpoint.connectTimeoutMs), () =>
-        this.connect(),
-      );
-    }, endpoint.connectTimeoutMs);
+      // The own port answered the look, then never completed a connection (a firewall that inspects): WebSockets next.
+      if (session.transport === 'mqtt' || session.transport === 'amqp') this.chooser?.ownFailed();
+      const port = session.transport?.endsWith('-ws') ? (this.o.wsPort ?? 443) : endpoint.port;
+      this.life.lost(connectTimedOut(`${endpoint.host}:${port}`, timeoutMs), () => this.connect());
+    }, timeoutMs);
   }
 
   /** AMQP: a new put-token on the live connection. MQTT carries the token in CONNECT: reconnect with a new one (clean session false keeps the queue). */

@@ -68,6 +68,11 @@ export class TransportChooser {
     private readonly answers: (t: ChooserTarget, ms: number) => Promise<boolean> = tlsAnswers,
   ) {}
 
+  /** The longest a choice may take (the first look). */
+  get lookMs(): number {
+    return this.o.probeMs ?? 5000;
+  }
+
   /** The route for the next attempt. */
   async choose(): Promise<Route> {
     if (this.skipOwn) {
@@ -76,7 +81,7 @@ export class TransportChooser {
     }
     const now = Date.now();
     if (!this.look || this.look.until < now) {
-      const ms = this.wsLast ? (this.o.recheckMs ?? 1500) : (this.o.probeMs ?? 5000);
+      const ms = this.wsLast ? (this.o.recheckMs ?? 1500) : this.lookMs;
       const look = { result: this.answers(this.target, ms), until: Infinity };
       this.look = look;
       void look.result.then(() => {
