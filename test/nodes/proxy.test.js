@@ -181,6 +181,59 @@ test('an HTTP proxy (tinyproxy)', { timeout: 240_000 }, async (t) => {
   });
 
   await t.test(
+    'transport auto behind a proxy that allows 443 only: the looks at 8883 / 5671 are refused, WebSockets through it',
+    async (t) => {
+      const hub = await startHub({ devices: ['pm', 'pa'] });
+      const relay = await faultProxy(hub.ports.https);
+      const proxy = await startTinyproxy({ connectPorts: [relay.port] });
+      try {
+        const via = {
+          proxyMode: 'url',
+          proxyUrl: proxy.url,
+          mqttPort: hub.ports.mqtts,
+          amqpPort: hub.ports.amqps,
+          wsPort: relay.port,
+          serviceTransport: 'auto',
+        };
+        const { flow, credentials } = proxyFlow(
+          hub,
+          { ...via, deviceTransport: 'auto' },
+          { ...via, deviceTransport: 'amqp-auto' },
+        );
+        const started = Date.now();
+        await helper.load(nodeModules, flow, credentials);
+        const nodes = ['rm', 'ra', 'send'].map((id) => helper.getNode(id));
+        const want = ['MQTT-WS', 'AMQP-WS', 'AMQP-WS'].map((v) => `iothub-connection.status.connected (${v})`);
+        await waitFor(
+          () => nodes.every((n, i) => texts(n).at(-1) === want[i]),
+          `connected over WebSockets (${nodes.map((n) => texts(n).at(-1)).join(' / ')})`,
+          10_000,
+        );
+        const ms = Date.now() - started;
+        const out = [];
+        helper.getNode('out').on('input', (m) => out.push(m));
+        for (let i = 0; i < 20; i++) {
+          nodes[2].receive({ payload: `m ${i}`, deviceId: 'pm' });
+          nodes[2].receive({ payload: `a ${i}`, deviceId: 'pa' });
+        }
+        await waitFor(() => out.length >= 40, `40 messages (got ${out.length})`, 20_000);
+        const looks = proxy.connects(hub.ports.mqtts) + proxy.connects(hub.ports.amqps);
+        assert.ok(looks >= 2, `the looks at the own ports asked the proxy (${looks})`);
+        assert.equal(relay.accepted, proxy.connects(relay.port), 'every WebSocket came through the proxy');
+        t.diagnostic(
+          `auto behind a 443-only proxy: connected over WebSockets in ${ms} ms; ${looks} looks at 8883/5671 refused by the proxy`,
+        );
+        await helper.unload();
+      } finally {
+        await helper.unload().catch(() => undefined);
+        await proxy.stop();
+        await relay.close();
+        await hub.stop();
+      }
+    },
+  );
+
+  await t.test(
     'a proxy that refuses (403, 407) or is down says so within 5 s; with the credentials, 407 passes',
     async (t) => {
       const hub = await startHub({ devices: ['pm', 'pa'] });
