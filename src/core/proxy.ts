@@ -117,6 +117,8 @@ class TunnelStream extends Duplex {
   private socket: net.Socket | undefined;
   /** The socket to the proxy while CONNECT is under way: destroyed with the stream. */
   pending: net.Socket | undefined;
+  /** Stops waiting for the proxy's answer (its timer): a stream given up before the answer leaves nothing behind. */
+  cancel: (() => void) | undefined;
   private flowing = false;
 
   constructor() {
@@ -158,6 +160,8 @@ class TunnelStream extends Duplex {
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.cancel?.();
+    this.cancel = undefined;
     this.pending?.destroy();
     this.pending = undefined;
     this.socket?.destroy();
@@ -204,6 +208,10 @@ export function openTunnel(proxy: Proxy, host: string, port: number, timeoutMs =
       fail(proxyError(proxy, 'EPROXYDOWN', `no answer from the ${proxy.label} in ${Math.round(timeoutMs / 1000)} s`)),
     timeoutMs,
   );
+  stream.cancel = () => {
+    answered = true;
+    clearTimeout(timer);
+  };
   const target = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   socket.once('connect', () => {
     socket.write(

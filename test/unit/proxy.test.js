@@ -59,3 +59,28 @@ test('which proxy: none, the URL, or HTTPS_PROXY unless NO_PROXY or the loopback
     (e) => e.field === 'proxy' && e.reason === 'no proxy URL',
   );
 });
+
+test('a tunnel given up before the proxy answers leaves no socket or timer behind', async () => {
+  const net = require('node:net');
+  const { openTunnel } = require('../../nodes/core/proxy.js');
+  const held = new Set();
+  // A proxy that takes the CONNECT and never answers.
+  const mute = net.createServer((s) => {
+    held.add(s);
+    s.on('error', () => undefined).resume();
+  });
+  await new Promise((r) => mute.listen(0, '127.0.0.1', r));
+  const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const t = openTunnel(parseProxyUrl(`http://127.0.0.1:${mute.address().port}`), 'hub.example', 443, 60_000);
+  t.on('error', () => undefined);
+  await new Promise((r) => mute.once('connection', () => setImmediate(r)));
+  t.destroy();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(
+    process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length,
+    before,
+    "the tunnel's timer is gone",
+  );
+  for (const s of held) s.destroy();
+  await new Promise((r) => mute.close(r));
+});
