@@ -2,7 +2,7 @@
 import type { StatusEvent } from './core/state';
 import { FeedbackRecord } from './core/message';
 import type { ConnectionNode } from './iothub-connection';
-import { holdLease } from './node-lease';
+import { causeLogger, holdLease } from './node-lease';
 import { c2dFeedbackSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef } from './node-red';
 
@@ -29,12 +29,20 @@ module.exports = function (RED: NodeAPI) {
       node.status({ fill: 'red', shape: 'ring', text: RED._('iothub-c2d-feedback.status.noConfig') });
       node.error(RED._('iothub-c2d-feedback.errors.noConfig'));
     } else if (config.configError) {
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iothub-c2d-feedback.status.badConfig') });
+      node.status({
+        fill: 'red',
+        shape: 'ring',
+        text: config.configError.reason ?? RED._('iothub-c2d-feedback.status.badConfig'),
+      });
     } else {
+      const logCause = causeLogger(node);
       holdLease(
         RED,
         node,
-        config.useService((ev: StatusEvent) => node.status(config.statusOf(ev))),
+        config.useService((ev: StatusEvent) => {
+          node.status(config.statusOf(ev));
+          logCause(ev);
+        }),
         (l) => {
           // Returning normally lets the client accept the feedback message: records were emitted.
           l.addFeedbackListener(

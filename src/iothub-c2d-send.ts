@@ -12,7 +12,7 @@ import {
   renderTemplate,
 } from './core/message-builder';
 import type { ConnectionNode } from './iothub-connection';
-import { holdLease } from './node-lease';
+import { causeLogger, holdLease } from './node-lease';
 import { ThrottleRetry } from './core/throttle-retry';
 import { c2dSendSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeMessage } from './node-red';
@@ -69,12 +69,14 @@ module.exports = function (RED: NodeAPI) {
       },
     });
 
+    const logCause = causeLogger(node);
     const ready: Promise<ServiceLease> = config
       ? config.configError
         ? Promise.reject(config.configError)
         : config.useService((ev: StatusEvent) => {
             lastStatus = ev;
             if (!throttle.isThrottled) node.status(config.statusOf(ev));
+            logCause(ev);
           })
       : Promise.reject(
           new IotHubError('INVALID_ARGUMENT', RED._('iothub-c2d-send.errors.noConfig'), { field: 'connection' }),

@@ -8,13 +8,14 @@ import { FileAssignmentStore } from './core/dps-assignments';
 import { DpsSession } from './core/dps-session';
 import type { StatusEvent } from './core/state';
 import type { DeviceCredentials } from './core/transport';
-import { IotHubError } from './core/errors';
+import { IotHubError, reasonOf } from './core/errors';
 import { HubAdmin } from './core/hub-admin';
 import { registerAdminApi } from './admin-api';
 import { Capabilities, capabilitiesOf, DeviceLease, DeviceUser, HubSession, ServiceLease } from './core/hub-session';
+import { Proxy, proxyFor } from './core/proxy';
 import type { LocalHub } from './localhub/index';
 import { acquireLocalHub, releaseLocalHub } from './localhub/shared-hub';
-import { failureStatus } from './node-lease';
+import { failureStatus, markLogged } from './node-lease';
 import { connectionSettings, ConnectionSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeStatus } from './node-red';
 
@@ -39,6 +40,8 @@ export const DPS_ASSIGNMENTS_FILE = 'iothub-dps-assignments.json';
 
 const BASE64_KEY = /^[A-Za-z0-9+/]+={0,2}$/;
 
+const VIA: Record<string, string> = { mqtt: 'MQTT', 'mqtt-ws': 'MQTT-WS', amqp: 'AMQP', 'amqp-ws': 'AMQP-WS' };
+
 module.exports = function (RED: NodeAPI) {
   /** `${NAME}` in a credential reads the environment, as Node-RED does for properties. */
   function expandEnv(node: Node, text: string | undefined): string | undefined {
@@ -52,26 +55,41 @@ module.exports = function (RED: NodeAPI) {
     });
   }
 
+  /** A retry says why the last attempt failed, when that is known: "cannot resolve HOST · retry #2 in 4s". */
+  function because(ev: StatusEvent, text: string): string {
+    const reason = reasonOf(ev.error);
+    return reason ? `${reason} · ${text}` : text;
+  }
+
   function statusOf(ev: StatusEvent): NodeStatus {
     switch (ev.state) {
       case 'connected':
-        return { fill: 'green', shape: 'dot', text: RED._('iothub-connection.status.connected') };
+        // Transport auto says which one it took.
+        return {
+          fill: 'green',
+          shape: 'dot',
+          text: RED._('iothub-connection.status.connected') + (ev.via ? ` (${VIA[ev.via] ?? ev.via})` : ''),
+        };
       case 'connecting':
         return {
           fill: 'yellow',
           shape: 'ring',
-          text: RED._(
-            ev.provisioning ? 'iothub-connection.status.provisioning' : 'iothub-connection.status.connecting',
+          text: because(
+            ev,
+            RED._(ev.provisioning ? 'iothub-connection.status.provisioning' : 'iothub-connection.status.connecting'),
           ),
         };
       case 'reconnecting':
         return {
           fill: 'yellow',
           shape: 'ring',
-          text: RED._('iothub-connection.status.reconnecting', {
-            s: Math.ceil((ev.nextRetryMs ?? 0) / 1000),
-            n: ev.attempt ?? 1,
-          }),
+          text: because(
+            ev,
+            RED._('iothub-connection.status.reconnecting', {
+              s: Math.ceil((ev.nextRetryMs ?? 0) / 1000),
+              n: ev.attempt ?? 1,
+            }),
+          ),
         };
       case 'unauthorized':
         return {
@@ -94,9 +112,17 @@ module.exports = function (RED: NodeAPI) {
     RED.nodes.createNode(this, def);
     const node = this;
     const settings = connectionSettings(def);
-    const { deviceTransport, serviceTransport, tokenLifetimeSec, keepAliveSec, sendQueueLimit, sendQueueTimeoutMs } =
-      settings;
+    const {
+      deviceTransport,
+      serviceTransport,
+      tokenLifetimeSec,
+      keepAliveSec,
+      sendQueueLimit,
+      sendQueueTimeoutMs,
+      retry,
+    } = settings;
     const common = {
+      retry,
       deviceTransport,
       serviceTransport,
       tokenLifetimeSec,
@@ -153,6 +179,7 @@ module.exports = function (RED: NodeAPI) {
       });
     } else {
       let connection: ConnectionInfo | undefined;
+      let proxy: Proxy | undefined;
       try {
         const envName = settings.connectionStringEnv;
         const text = (
@@ -164,10 +191,17 @@ module.exports = function (RED: NodeAPI) {
             envName
               ? `no connection string: the environment variable ${envName} is not set; set it before starting Node-RED, or paste a connection string`
               : 'no connection string: paste one from the Azure portal (hub policy or device), or choose "Local hub"',
-            { field: 'connectionString' },
+            { field: 'connectionString', reason: envName ? `env var ${envName} not set` : undefined },
           );
         }
         connection = parseConnectionString(text);
+        // Where connections dial (a gateway, else the hub) decides whether NO_PROXY exempts them.
+        proxy = proxyFor(settings.proxyMode, (connection.gatewayHostName ?? connection.hostName).replace(/:\d+$/, ''), {
+          url: settings.proxyUrl,
+          user: node.credentials?.proxyUser,
+          password: node.credentials?.proxyPassword,
+          env: process.env,
+        });
         node.capabilities = capabilitiesOf(connection);
       } catch (err) {
         badConfig(
@@ -176,6 +210,7 @@ module.exports = function (RED: NodeAPI) {
             field: 'connectionString',
           }),
         );
+        markLogged(node.configError as IotHubError);
       }
       const ok = connection;
       session = ok
@@ -184,6 +219,7 @@ module.exports = function (RED: NodeAPI) {
               connection: ok,
               ...common,
               ports: settings.ports,
+              proxy,
               ca: expandEnv(node, node.credentials?.ca) || undefined,
               cert: expandEnv(node, node.credentials?.cert) || undefined,
               key: expandEnv(node, node.credentials?.key) || undefined,
@@ -360,6 +396,8 @@ module.exports = function (RED: NodeAPI) {
       ca: { type: 'text' },
       cert: { type: 'text' },
       key: { type: 'password' },
+      proxyUser: { type: 'text' },
+      proxyPassword: { type: 'password' },
     },
   });
 };

@@ -9,7 +9,7 @@ import { ReceivedC2DMessage } from './core/message';
 import type { ConnectionState, StatusEvent } from './core/state';
 import type { DeviceCredentials, SettleOutcome } from './core/transport';
 import type { ConnectionNode } from './iothub-connection';
-import { failureStatus } from './node-lease';
+import { causeLogger, failureStatus } from './node-lease';
 import { deviceReceiveSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from './node-red';
 import { decodePayload, PayloadOutput } from './core/payload';
@@ -154,6 +154,7 @@ module.exports = function (RED: NodeAPI) {
     let unreadable = 0;
 
     let fleet: DeviceFleet | undefined;
+    const logCause = causeLogger(node);
     // One device shows its own status as before; a fleet shows a summary, redrawn at most every 250 ms.
     let lastSingle: StatusEvent | undefined;
     let redraw: NodeJS.Timeout | undefined;
@@ -185,16 +186,16 @@ module.exports = function (RED: NodeAPI) {
     } else if (config.configError) {
       // A connection string the config cannot read, or another setting (a DPS key, an ID scope) named by its failure.
       fail(
-        config.configError.code === 'INVALID_CONNECTION_STRING'
-          ? RED._('iothub-device-receive.status.badConfig')
-          : (failureStatus(RED, config.configError).text as string),
+        config.configError.reason ??
+          (config.configError.code === 'INVALID_CONNECTION_STRING'
+            ? RED._('iothub-device-receive.status.badConfig')
+            : (failureStatus(RED, config.configError).text as string)),
       );
     } else {
       fleet = new DeviceFleet((deviceId, user, credentials) => config.useDevice(deviceId, user, settle, credentials), {
         status: (deviceId, ev) => {
           if (fleet?.size === 1) lastSingle = ev;
-          if ((ev.state === 'unauthorized' || ev.state === 'error') && ev.error)
-            node.warn(fleet && fleet.size > 1 ? `${deviceId}: ${ev.error.message}` : ev.error.message);
+          logCause(ev, deviceId, !!fleet && fleet.size > 1);
           showStatus();
         },
         message: (deviceId, m: ReceivedC2DMessage) => {
@@ -293,7 +294,10 @@ module.exports = function (RED: NodeAPI) {
         work =
           name === 'connect'
             ? add(deviceId, true, credentialsOf(msg, deviceId))
-            : fleet.remove(deviceId).then(showStatus);
+            : fleet.remove(deviceId).then(() => {
+                logCause.forget(deviceId);
+                showStatus();
+              });
       } catch (err) {
         done(err as Error);
         return;

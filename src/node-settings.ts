@@ -5,12 +5,14 @@
 import type { MappingRow } from './core/message-builder';
 import { AckMode, ACK_MODES } from './core/message';
 import type { PayloadOutput } from './core/payload';
-import type { DeviceTransport } from './core/transport';
+import type { ProxyMode } from './core/proxy';
+import type { RetryOptions } from './core/retry';
+import type { DeviceTransportChoice } from './core/transport';
 import type { NodeDef } from './node-red';
 import type { LocalHubSettings } from './localhub/shared-hub';
 import type { Tier } from './localhub/tiers';
 
-const DEVICE_TRANSPORTS: readonly DeviceTransport[] = ['mqtt', 'mqtt-ws', 'amqp', 'amqp-ws'];
+const DEVICE_TRANSPORTS: readonly DeviceTransportChoice[] = ['mqtt', 'mqtt-ws', 'amqp', 'amqp-ws', 'auto', 'amqp-auto'];
 const PAYLOAD_OUTPUTS: readonly PayloadOutput[] = ['auto', 'string', 'buffer', 'json'];
 
 /** A port or other small count: an integer 0-65535 given as a number or a numeric string, else undefined. */
@@ -43,11 +45,22 @@ export interface DpsSettings {
 
 export const DPS_DEFAULT_ENDPOINT = 'global.azure-devices-provisioning.net';
 
+/** `retry` in the flow JSON: positive numbers of ms for the schedule's four bounds; anything else is the default. */
+function retryOf(v: unknown): RetryOptions | undefined {
+  if (!v || typeof v !== 'object') return undefined;
+  const r = v as Record<string, unknown>;
+  const out: RetryOptions = {};
+  for (const k of ['initialDelayMs', 'maxDelayMs', 'unauthorizedInitialDelayMs', 'unauthorizedMaxDelayMs'] as const)
+    if (Number(r[k]) > 0) out[k] = Number(r[k]);
+  return Object.keys(out).length ? out : undefined;
+}
+
 export interface ConnectionSettings {
   /** local: the built-in hub; azure: a connection string; dps: devices get their hub from DPS. */
   mode: 'local' | 'azure' | 'dps';
-  deviceTransport: DeviceTransport;
-  serviceTransport: 'amqp' | 'amqp-ws';
+  /** auto / amqp-auto: the own port when it answers, else WebSockets (core/transport-choice.ts). */
+  deviceTransport: DeviceTransportChoice;
+  serviceTransport: 'amqp' | 'amqp-ws' | 'auto';
   tokenLifetimeSec: number;
   keepAliveSec: number;
   /** While the hub is unreachable, sends wait in a bounded queue, then fail loudly. */
@@ -56,6 +69,11 @@ export interface ConnectionSettings {
   /** Names an environment variable holding the connection string, so an exported flow carries no secret. */
   connectionStringEnv: string;
   ports: { mqtt?: number; amqp?: number; ws?: number };
+  /** env: HTTPS_PROXY / NO_PROXY when set (the default); none; url: proxyUrl (user and password are credentials). */
+  proxyMode: ProxyMode;
+  proxyUrl: string;
+  /** The reconnect schedule (flow JSON only, not in the editor: tests and impatient set-ups); undefined: the defaults. */
+  retry?: RetryOptions;
   localHub: LocalHubSettings;
   dps: DpsSettings;
 }
@@ -65,13 +83,16 @@ export function connectionSettings(def: NodeDef): ConnectionSettings {
   return {
     mode: def.mode === 'local' ? 'local' : def.mode === 'dps' ? 'dps' : 'azure',
     deviceTransport: oneOf(def.deviceTransport, DEVICE_TRANSPORTS, 'mqtt'),
-    serviceTransport: def.serviceTransport === 'amqp-ws' ? 'amqp-ws' : 'amqp',
+    serviceTransport: oneOf(def.serviceTransport, ['amqp', 'amqp-ws', 'auto'] as const, 'amqp'),
     tokenLifetimeSec: port(def.tokenLifetime) || 3600,
     keepAliveSec: port(def.keepAlive) || 180,
     sendQueueLimit: positive(def.sendQueueLimit, 10_000),
     sendQueueTimeoutMs: positive(def.sendQueueTimeout, 30) * 1000,
     connectionStringEnv: text(def.connectionStringEnv).trim(),
     ports: { mqtt: port(def.mqttPort), amqp: port(def.amqpPort), ws: port(def.wsPort) },
+    proxyMode: oneOf(def.proxyMode, ['env', 'none', 'url'] as const, 'env'),
+    proxyUrl: text(def.proxyUrl).trim(),
+    retry: retryOf(def.retry),
     localHub: {
       mqttsPort: port(lh.mqttsPort),
       amqpsPort: port(lh.amqpsPort),

@@ -13,7 +13,8 @@ import {
 } from 'rhea';
 import WebSocket from 'ws';
 import type { ResolvedEndpoint } from './endpoint';
-import { IotHubError, peerText } from './errors';
+import { fromSocketError, IotHubError, peerText } from './errors';
+import { tlsThroughProxy, wsThroughProxy } from './proxy';
 
 export interface AmqpTls {
   cert?: string;
@@ -38,8 +39,28 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
       servername: e.servername,
       cert: extra.cert,
       key: extra.key,
+      // Through an HTTP proxy: the WebSocket's TLS over a CONNECT tunnel (proxy.ts).
+      ...(e.proxy ? { createConnection: wsThroughProxy(e.proxy, e.connectTimeoutMs) } : {}),
     } as never);
     connection = container.connect({ ...common, connection_details: details } as unknown as ConnectionOptions);
+  } else if (e.proxy && e.tls) {
+    const tlsOptions = {
+      servername: e.servername,
+      ca: e.ca,
+      rejectUnauthorized: e.rejectUnauthorized,
+      cert: extra.cert,
+      key: extra.key,
+    };
+    const proxy = e.proxy;
+    // rhea calls `connect` as it would tls.connect; the TLS runs over a CONNECT tunnel instead.
+    connection = container.connect({
+      ...common,
+      host: e.host,
+      port: e.port,
+      transport: 'tls',
+      connect: (port: number, host: string, _o: unknown, onSecure: () => void) =>
+        tlsThroughProxy(proxy, host, port, tlsOptions, e.connectTimeoutMs, onSecure),
+    } as unknown as ConnectionOptions);
   } else {
     connection = container.connect({
       ...common,
@@ -57,6 +78,7 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
         : {}),
     } as ConnectionOptions);
   }
+  targetOf.set(connection, { host: e.host, port: e.port });
   // rhea reports bytes it cannot decode (a hub's malformed frame or message) and anything thrown by a handler it runs
   // as 'protocol_error' or 'error', then half-closes the socket. With no listener, its container re-throws the 'error'
   // out of the socket's data handler: an uncaught exception that ended the Node-RED process (a hostile hub's garbage
@@ -93,6 +115,9 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
 
 /** The largest frame we accept from a hub. */
 const MAX_FRAME_SIZE = 16 * 1024 * 1024;
+
+/** Where a connection dialled, for errors that do not say (a refused port). */
+const targetOf = new WeakMap<Connection, { host: string; port: number }>();
 
 /** Why a connection was given up locally (bytes rhea could not read): amqpConnectionError reports it. */
 const brokenBy = new WeakMap<Connection, Error>();
@@ -218,6 +243,9 @@ export function amqpConnectionError(ctx: EventContext): IotHubError {
       { cause: broken },
     );
   const err = ctx.error as { condition?: string; description?: string; message?: string } | undefined;
+  // A socket that failed (no such host, refused, a certificate, a proxy): say which, with the fix.
+  const dialled = fromSocketError(err, ctx.connection ? targetOf.get(ctx.connection) : undefined);
+  if (dialled) return dialled;
   const text = peerText(err?.description) ?? peerText(err?.message) ?? 'the connection closed';
   if (err?.condition === 'amqp:unauthorized-access') return new IotHubError('UNAUTHORIZED', `unauthorized: ${text}`);
   return new IotHubError('CONNECTION_LOST', `connection failed: ${text}`);

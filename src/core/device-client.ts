@@ -5,17 +5,96 @@
  */
 import { EventEmitter } from 'node:events';
 import { connectAmqp } from './amqp-device';
-import { resolveEndpoint } from './endpoint';
-import { IotHubError } from './errors';
+import { ResolvedEndpoint, resolveEndpoint } from './endpoint';
+import { connectTimedOut, IotHubError } from './errors';
 import type { ConnectGate } from './connect-gate';
 import { ConnectionLifecycle } from './lifecycle';
 import { ReceivedC2DMessage } from './message';
 import { connectMqtt } from './mqtt-device';
 import { createSasToken, deviceResourceUri, parseSasToken } from './sas';
 import type { ConnectionState } from './state';
-import { DEFAULT_DEVICE_PORTS, DeviceClientOptions, DeviceSession, SettleOutcome, TransportEvents } from './transport';
+import { ChooserTarget, TransportChooser } from './transport-choice';
+import {
+  DEFAULT_DEVICE_PORTS,
+  DeviceClientOptions,
+  DeviceSession,
+  DeviceTransport,
+  SettleOutcome,
+  TransportEvents,
+} from './transport';
 
 const NO_SLOT = () => undefined;
+
+function dial(
+  o: DeviceClientOptions & { transport: DeviceTransport },
+  e: ResolvedEndpoint,
+  token: string | undefined,
+  events: TransportEvents,
+): DeviceSession {
+  return o.transport === 'mqtt' || o.transport === 'mqtt-ws'
+    ? connectMqtt(o, e, token, events)
+    : connectAmqp(o, e, token, events);
+}
+
+/** Where transport auto looks for the own port of a device's protocol. */
+export function chooserTarget(o: DeviceClientOptions): ChooserTarget {
+  const e = resolveEndpoint(o, DEFAULT_DEVICE_PORTS[o.transport]);
+  return { host: e.host, port: e.port, servername: e.servername, proxy: e.proxy };
+}
+
+/**
+ * Transport auto: a session at once, the connection once the chooser has picked the own port or WebSockets. Until
+ * then end() only cancels. A failure of the own port before it was up, for a reason of the network, tells the chooser.
+ */
+function autoSession(
+  o: DeviceClientOptions,
+  chooser: TransportChooser,
+  token: string | undefined,
+  events: TransportEvents,
+): DeviceSession {
+  const amqp = o.transport === 'amqp-auto';
+  let inner: DeviceSession | undefined;
+  let ended = false;
+  let chosen: DeviceTransport | undefined;
+  const notConnected = () => new IotHubError('NOT_CONNECTED', 'the device is not connected yet');
+  void chooser.choose().then((route) => {
+    if (ended) return;
+    const t: DeviceTransport = amqp ? (route === 'own' ? 'amqp' : 'amqp-ws') : route === 'own' ? 'mqtt' : 'mqtt-ws';
+    chosen = t;
+    const e = resolveEndpoint({ ...o, port: route === 'own' ? o.port : o.wsPort }, DEFAULT_DEVICE_PORTS[t]);
+    let up = false;
+    try {
+      inner = dial({ ...o, transport: t }, e, token, {
+        ...events,
+        connected: () => {
+          up = true;
+          chooser.worked(route);
+          events.connected();
+        },
+        closed: (err) => {
+          if (up) chooser.lost();
+          else if (route === 'own' && err && (err.code === 'TIMEOUT' || err.code === 'CONNECTION_LOST'))
+            chooser.ownFailed();
+          events.closed(err);
+        },
+      });
+    } catch (err) {
+      events.closed(err instanceof IotHubError ? err : new IotHubError('CONNECTION_LOST', (err as Error).message));
+    }
+  });
+  return {
+    get transport() {
+      return chosen;
+    },
+    settle: (lockToken, outcome) => (inner ? inner.settle(lockToken, outcome) : Promise.reject(notConnected())),
+    renew: (next) =>
+      inner?.renew ? inner.renew(next) : Promise.reject(new IotHubError('NOT_CONNECTED', 'no token channel')),
+    end: async () => {
+      ended = true;
+      await inner?.end();
+    },
+  };
+}
 
 export class DeviceClient extends EventEmitter {
   private session: DeviceSession | undefined;
@@ -28,14 +107,23 @@ export class DeviceClient extends EventEmitter {
   private held: Array<{ m: ReceivedC2DMessage; ack: () => void }> = [];
   private readonly life: ConnectionLifecycle;
 
-  /** gate: shared by the clients of one HubSession, so that they do not all dial at once. */
+  /**
+   * gate: shared by the clients of one HubSession, so that they do not all dial at once. chooser: transport auto's
+   * memory, shared likewise (one per hub host and port).
+   */
   constructor(
     private readonly o: DeviceClientOptions,
     private readonly gate?: ConnectGate,
+    chooser?: TransportChooser,
   ) {
     super();
     this.life = new ConnectionLifecycle(o.retry, (ev) => this.emit('status', ev));
+    if (o.transport === 'auto' || o.transport === 'amqp-auto')
+      this.chooser = chooser ?? new TransportChooser(chooserTarget(o));
   }
+
+  /** Transport auto's memory (undefined for a fixed transport). */
+  private readonly chooser: TransportChooser | undefined;
 
   get state(): ConnectionState {
     return this.life.state;
@@ -93,7 +181,7 @@ export class DeviceClient extends EventEmitter {
         clearTimeout(this.connectTimer);
         this.connectTimer = undefined;
         if (this.life.closing) return;
-        this.life.connected();
+        this.life.connected(session.transport);
         // A SAS token given as such cannot be renewed here: its owner renews it.
         if (expiresAt !== undefined && !('sharedAccessSignature' in this.o.credentials))
           this.life.renewBefore(expiresAt, () => void this.renew());
@@ -122,10 +210,11 @@ export class DeviceClient extends EventEmitter {
     };
     let session: DeviceSession;
     try {
+      const t = this.o.transport;
       session =
-        this.o.transport === 'mqtt' || this.o.transport === 'mqtt-ws'
-          ? connectMqtt(this.o, endpoint, token, events)
-          : connectAmqp(this.o, endpoint, token, events);
+        t === 'auto' || t === 'amqp-auto'
+          ? autoSession(this.o, this.chooser as TransportChooser, token, events)
+          : dial({ ...this.o, transport: t }, endpoint, token, events);
     } catch (err) {
       release();
       throw err;
@@ -133,6 +222,8 @@ export class DeviceClient extends EventEmitter {
     this.session = session;
     // A hub that accepts the connection and then never answers (no CONNACK or SUBACK, an attach left pending) held the
     // device at "connecting" for ever: mqtt.js gives up on a CONNACK only, rhea on nothing. Give the attempt up and retry.
+    // Transport auto's look at the own port comes first: the attempt has that much longer.
+    const timeoutMs = endpoint.connectTimeoutMs + (this.chooser ? this.chooser.lookMs : 0);
     clearTimeout(this.connectTimer);
     this.connectTimer = setTimeout(() => {
       this.connectTimer = undefined;
@@ -141,14 +232,11 @@ export class DeviceClient extends EventEmitter {
       this.session = undefined;
       this.held = [];
       void session.end();
-      this.life.lost(
-        new IotHubError(
-          'TIMEOUT',
-          `the hub did not complete the connection in ${Math.round(endpoint.connectTimeoutMs / 1000)} s`,
-        ),
-        () => this.connect(),
-      );
-    }, endpoint.connectTimeoutMs);
+      // The own port answered the look, then never completed a connection (a firewall that inspects): WebSockets next.
+      if (session.transport === 'mqtt' || session.transport === 'amqp') this.chooser?.ownFailed();
+      const port = session.transport?.endsWith('-ws') ? (this.o.wsPort ?? 443) : endpoint.port;
+      this.life.lost(connectTimedOut(`${endpoint.host}:${port}`, timeoutMs), () => this.connect());
+    }, timeoutMs);
   }
 
   /** AMQP: a new put-token on the live connection. MQTT carries the token in CONNECT: reconnect with a new one (clean session false keeps the queue). */

@@ -1,4 +1,5 @@
 /** Where a connection dials and how it trusts the far end: shared by the device transports and the service client. */
+import type { Proxy } from './proxy';
 
 export interface Endpoint {
   /** HostName from the connection string (SAS scope, MQTT user name); may carry :port. */
@@ -16,6 +17,8 @@ export interface Endpoint {
    * is given up and tried again. Default: the keep-alive, at most 30 s (the SDKs' CONNACK wait).
    */
   connectTimeoutMs?: number;
+  /** An HTTP proxy to tunnel through (proxy.ts). */
+  proxy?: Proxy;
 }
 
 export interface ResolvedEndpoint {
@@ -28,6 +31,7 @@ export interface ResolvedEndpoint {
   tls: boolean;
   keepAliveSec: number;
   connectTimeoutMs: number;
+  proxy?: Proxy;
 }
 
 export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpoint {
@@ -45,5 +49,6 @@ export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpo
     keepAliveSec,
     connectTimeoutMs:
       e.connectTimeoutMs && e.connectTimeoutMs > 0 ? e.connectTimeoutMs : Math.min(keepAliveSec, 30) * 1000,
+    ...(e.proxy ? { proxy: e.proxy } : {}),
   };
 }

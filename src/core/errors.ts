@@ -29,6 +29,8 @@ export interface IotHubErrorOptions {
   amqpCondition?: string;
   field?: string;
   cause?: unknown;
+  /** The cause in a few words, for a node's status: "cannot resolve HOST", "refused", "proxy down". */
+  reason?: string;
 }
 
 const RETRYABLE: ReadonlySet<IotHubErrorCode> = new Set([
@@ -46,6 +48,8 @@ export class IotHubError extends Error {
   readonly amqpCondition?: string;
   /** The setting or msg field at fault, when there is one. */
   readonly field?: string;
+  /** The cause in a few words for a status; the message says it in full, with the fix. */
+  readonly reason?: string;
 
   constructor(code: IotHubErrorCode, message: string, opts: IotHubErrorOptions = {}) {
     super(message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
@@ -54,6 +58,123 @@ export class IotHubError extends Error {
     this.retryable = opts.retryable ?? RETRYABLE.has(code);
     if (opts.amqpCondition !== undefined) this.amqpCondition = opts.amqpCondition;
     if (opts.field !== undefined) this.field = opts.field;
+    if (opts.reason !== undefined) this.reason = opts.reason;
+  }
+}
+
+/** A failure's cause in a few words for a status: its own reason, else one for the codes that need no detail. */
+export function reasonOf(err: unknown): string | undefined {
+  if (!(err instanceof IotHubError)) return undefined;
+  if (err.reason) return err.reason;
+  if (err.code === 'UNAUTHORIZED') return 'unauthorized';
+  if (err.code === 'TIMEOUT') return 'timed out';
+  return undefined;
+}
+
+/** An attempt that did not complete in time (no TCP answer, no CONNACK, no AMQP open): often a firewall that drops. */
+export function connectTimedOut(where: string, ms: number): IotHubError {
+  return new IotHubError(
+    'TIMEOUT',
+    `${where} did not complete the connection in ${Math.round(ms / 1000)} s: a firewall may drop the traffic; try WebSockets (443), auto, or a proxy`,
+    { reason: 'timed out' },
+  );
+}
+
+/** TLS verification failures (Node's and OpenSSL's codes): the far end's certificate is not one we trust. */
+const UNTRUSTED = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** What a socket error (Node's, or one of proxy.ts's) carries that says why: its code, host, port, proxy status. */
+interface SocketErrorLike {
+  code?: unknown;
+  hostname?: unknown;
+  address?: unknown;
+  port?: unknown;
+  statusCode?: unknown;
+  proxy?: unknown;
+  message?: unknown;
+  /** ws hands rhea an ErrorEvent whose error is the socket's. */
+  error?: unknown;
+}
+
+/**
+ * A failed dial as a typed error that names its cause (`reason`, for the status) and its fix (the message, for the log):
+ * a host that does not resolve, a port that refuses or does not answer, a certificate not trusted, a proxy that refuses
+ * or is down. `target` is where we dialled, for the errors that do not say. Undefined when the error says nothing known.
+ */
+export function fromSocketError(e: unknown, target?: { host: string; port: number }): IotHubError | undefined {
+  let err = e as SocketErrorLike | undefined;
+  if (err && typeof err.code !== 'string' && err.error && typeof err.error === 'object')
+    err = err.error as SocketErrorLike;
+  if (!err || typeof err.code !== 'string') return undefined;
+  const code = err.code;
+  const host = typeof err.hostname === 'string' ? err.hostname : (target?.host ?? 'the host');
+  const where = target
+    ? `${target.host}:${target.port}`
+    : typeof err.address === 'string'
+      ? `${err.address}:${String(err.port)}`
+      : 'the hub';
+  const proxy = typeof err.proxy === 'string' ? err.proxy : 'the proxy';
+  const make = (reason: string, text: string) =>
+    new IotHubError('CONNECTION_LOST', text, { reason, cause: e, retryable: true });
+  switch (code) {
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME':
+      return make(
+        `cannot resolve ${host}`,
+        `cannot resolve ${host} (${code}): check the HostName in the connection string (a typo, a deleted hub) and that this machine's DNS works`,
+      );
+    case 'ECONNREFUSED':
+      return make(
+        'refused',
+        `${where} refused the connection: check the port, and that the hub (or gateway) is running; a firewall may block 8883 and 5671: try WebSockets (443) or auto`,
+      );
+    case 'ETIMEDOUT':
+    case 'ESOCKETTIMEDOUT':
+      return make(
+        'timed out',
+        `${where} did not answer: a firewall may drop the traffic; try WebSockets (443), auto, or a proxy`,
+      );
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return make('network unreachable', `${where} cannot be reached (${code}): check this machine's network`);
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return make('connection reset', `${where} reset the connection: a firewall or proxy may cut it`);
+    case 'EPROXYDOWN':
+      return make(
+        'proxy down',
+        `${proxy} cannot be reached (${String(err.message)}): check the proxy URL in the config node or HTTPS_PROXY`,
+      );
+    case 'EPROXY': {
+      const status = Number(err.statusCode);
+      if (status === 407)
+        return make(
+          'proxy auth required (407)',
+          `${proxy} wants a user name and password (407): set them in the config node's proxy settings`,
+        );
+      return make(
+        `proxy refused (${status})`,
+        `${proxy} refused to connect to ${where} (${status}): allow CONNECT to that port in the proxy (tinyproxy ConnectPort, squid SSL_ports); proxies allow 443 (WebSockets) most often`,
+      );
+    }
+    default:
+      if (UNTRUSTED.has(code))
+        return make(
+          'certificate not trusted',
+          `the certificate of ${where} is not trusted (${code}): if the hub or gateway has its own CA, put it in the config node (CA), and check this machine's clock`,
+        );
+      return undefined;
   }
 }
 

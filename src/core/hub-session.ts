@@ -5,22 +5,32 @@
  */
 import { ConnectionInfo } from './connection-string';
 import { ConnectGate } from './connect-gate';
-import { DeviceClient } from './device-client';
+import { chooserTarget, DeviceClient } from './device-client';
 import { IotHubError } from './errors';
 import { HubActivity } from './hub-activity';
 import { HubRest, PurgeResult } from './hub-rest';
 import { C2DMessage, checkDeviceId, FeedbackRecord, ReceivedC2DMessage } from './message';
+import type { Proxy } from './proxy';
 import { RetryOptions } from './retry';
-import { ServiceClient } from './service-client';
+import { ServiceClient, ServiceClientOptions, serviceChooserTarget } from './service-client';
 import type { StatusEvent } from './state';
-import type { DeviceCredentials, DeviceTransport, SettleOutcome, UnreadableMessage } from './transport';
+import type {
+  DeviceClientOptions,
+  DeviceCredentials,
+  DeviceTransportChoice,
+  SettleOutcome,
+  UnreadableMessage,
+} from './transport';
+import { TransportChooser } from './transport-choice';
 
 export interface HubSessionOptions {
   connection: ConnectionInfo;
-  deviceTransport: DeviceTransport;
-  serviceTransport: 'amqp' | 'amqp-ws';
+  deviceTransport: DeviceTransportChoice;
+  serviceTransport: 'amqp' | 'amqp-ws' | 'auto';
   /** Host to dial instead of HostName (the local hub, a gateway). */
   connectHost?: string;
+  /** An HTTP proxy every connection tunnels through (proxy.ts). */
+  proxy?: Proxy;
   ports?: { mqtt?: number; amqp?: number; ws?: number };
   tls?: boolean;
   ca?: string;
@@ -168,9 +178,25 @@ export class HubSession {
 
   private devicePort(): number | undefined {
     const t = this.o.deviceTransport;
-    if (t === 'mqtt') return this.o.ports?.mqtt;
-    if (t === 'amqp') return this.o.ports?.amqp;
+    if (t === 'mqtt' || t === 'auto') return this.o.ports?.mqtt;
+    if (t === 'amqp' || t === 'amqp-auto') return this.o.ports?.amqp;
     return this.o.ports?.ws;
+  }
+
+  /**
+   * Transport auto's memory, one per host and own port: what worked for one connection is tried first by the next,
+   * and one look at the port serves a fleet. In memory only: a restart of Node-RED looks afresh.
+   */
+  private readonly choosers = new Map<string, TransportChooser>();
+
+  private chooserFor(target: { host: string; port: number; servername: string }): TransportChooser {
+    const key = `${target.host}:${target.port}`;
+    let c = this.choosers.get(key);
+    if (!c) {
+      c = new TransportChooser({ ...target, proxy: this.o.proxy });
+      this.choosers.set(key, c);
+    }
+    return c;
   }
 
   /**
@@ -196,7 +222,7 @@ export class HubSession {
     if (!deviceId)
       throw new IotHubError('INVALID_ARGUMENT', 'no device id: set one in the node', { field: 'deviceId' });
     checkDeviceId(deviceId);
-    if (/[#+]/.test(deviceId) && this.o.deviceTransport.startsWith('mqtt')) {
+    if (/[#+]/.test(deviceId) && (this.o.deviceTransport.startsWith('mqtt') || this.o.deviceTransport === 'auto')) {
       // devices/{id}/messages/devicebound/# is the only filter IoT Hub takes, and MQTT reads # and + in it as wildcards.
       throw new IotHubError(
         'INVALID_ARGUMENT',
@@ -206,23 +232,24 @@ export class HubSession {
     }
     let shared = this.devices.get(deviceId);
     if (!shared) {
-      const client = new DeviceClient(
-        {
-          hostName: this.o.connection.hostName,
-          connectHost: this.o.connectHost ?? this.o.connection.gatewayHostName,
-          port: this.devicePort(),
-          tls: this.o.tls,
-          ca: this.o.ca,
-          deviceId,
-          transport: this.o.deviceTransport,
-          credentials: credentials ? withoutHostName(credentials) : this.deviceCredentials(deviceId),
-          tokenLifetimeSec: this.o.tokenLifetimeSec,
-          keepAliveSec: this.o.keepAliveSec,
-          retry: this.o.retry,
-          settle,
-        },
-        this.gate,
-      );
+      const options: DeviceClientOptions = {
+        hostName: this.o.connection.hostName,
+        connectHost: this.o.connectHost ?? this.o.connection.gatewayHostName,
+        port: this.devicePort(),
+        tls: this.o.tls,
+        ca: this.o.ca,
+        proxy: this.o.proxy,
+        deviceId,
+        transport: this.o.deviceTransport,
+        credentials: credentials ? withoutHostName(credentials) : this.deviceCredentials(deviceId),
+        tokenLifetimeSec: this.o.tokenLifetimeSec,
+        keepAliveSec: this.o.keepAliveSec,
+        retry: this.o.retry,
+        settle,
+        wsPort: this.o.ports?.ws,
+      };
+      const auto = options.transport === 'auto' || options.transport === 'amqp-auto';
+      const client = new DeviceClient(options, this.gate, auto ? this.chooserFor(chooserTarget(options)) : undefined);
       const s: Shared<DeviceClient> = { client, users: new Set() };
       client.on('status', (ev: StatusEvent) => {
         s.lastStatus = ev;
@@ -274,12 +301,13 @@ export class HubSession {
       );
     }
     if (!this.service) {
-      const client = new ServiceClient({
+      const options: ServiceClientOptions = {
         hostName: c.hostName,
         connectHost: this.o.connectHost,
-        port: this.o.serviceTransport === 'amqp' ? this.o.ports?.amqp : this.o.ports?.ws,
+        port: this.o.serviceTransport === 'amqp-ws' ? this.o.ports?.ws : this.o.ports?.amqp,
         tls: this.o.tls,
         ca: this.o.ca,
+        proxy: this.o.proxy,
         transport: this.o.serviceTransport,
         sharedAccessKeyName: c.sharedAccessKeyName,
         sharedAccessKey: c.sharedAccessKey,
@@ -288,7 +316,12 @@ export class HubSession {
         retry: this.o.retry,
         pendingLimit: this.o.sendQueueLimit,
         pendingTimeoutMs: this.o.sendQueueTimeoutMs,
-      });
+        wsPort: this.o.ports?.ws,
+      };
+      const client = new ServiceClient(
+        options,
+        options.transport === 'auto' ? this.chooserFor(serviceChooserTarget(options)) : undefined,
+      );
       const s: Shared<ServiceClient> = { client, users: new Set() };
       client.on('status', (ev: StatusEvent) => {
         s.lastStatus = ev;

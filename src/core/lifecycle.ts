@@ -14,6 +14,7 @@ export class ConnectionLifecycle {
   private retryTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private _closing = false;
+  private lastError: IotHubError | undefined;
   private readonly policy: RetryPolicy;
 
   constructor(
@@ -45,12 +46,19 @@ export class ConnectionLifecycle {
   /** An attempt starts now (the first, or the one a reconnect scheduled). */
   connecting(): void {
     this.retryTimer = undefined;
-    this.set(this.attempt === 0 ? { state: 'connecting' } : { state: 'connecting', attempt: this.attempt });
+    // A retry still says why the last attempt failed: the cause stays in the status until a connection succeeds.
+    this.set(
+      this.attempt === 0
+        ? { state: 'connecting' }
+        : { state: 'connecting', attempt: this.attempt, ...(this.lastError ? { error: this.lastError } : {}) },
+    );
   }
 
-  connected(): void {
+  /** via: the transport in use, when it was chosen at run time (auto). */
+  connected(via?: string): void {
     this.attempt = 0;
-    this.set({ state: 'connected' });
+    this.lastError = undefined;
+    this.set(via ? { state: 'connected', via } : { state: 'connected' });
   }
 
   /** The connection is gone: `reconnect` runs after the backoff (the slow one when the hub said unauthorized). */
@@ -58,6 +66,7 @@ export class ConnectionLifecycle {
     this.cancelRenewal();
     if (this._closing) return;
     this.attempt++;
+    this.lastError = err;
     const unauthorized = err?.code === 'UNAUTHORIZED';
     const delay = unauthorized ? this.policy.unauthorizedDelay(this.attempt) : this.policy.delay(this.attempt);
     this.set({

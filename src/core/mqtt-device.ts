@@ -2,8 +2,9 @@
 import { connect, IClientOptions, MqttClient } from 'mqtt';
 import type { ResolvedEndpoint } from './endpoint';
 import type { DeviceClientOptions, DeviceSession, TransportEvents } from './transport';
-import { fromConnackCode, IotHubError } from './errors';
+import { fromConnackCode, fromSocketError, IotHubError } from './errors';
 import { c2dSubscription, decodeC2DPublish } from './property-bag';
+import { openTunnel, wsThroughProxy } from './proxy';
 
 const API_VERSION = '2021-04-12';
 const SERVER_BOUND = new Set(['connect', 'subscribe', 'unsubscribe', 'pingreq', 'disconnect']);
@@ -27,13 +28,20 @@ export function connectMqtt(
     clean: false,
     keepalive: e.keepAliveSec,
     reconnectPeriod: 0,
-    connectTimeout: e.connectTimeoutMs,
+    // The client's own timer (DeviceClient) gives up on the attempt and says why; mqtt.js's, a moment later, is a backstop
+    // that would otherwise win the race and report a mere "connection closed".
+    connectTimeout: e.connectTimeoutMs + 5000,
     ca: e.ca,
     servername: e.servername,
     rejectUnauthorized: e.rejectUnauthorized,
     ...('cert' in creds ? { cert: creds.cert, key: creds.key } : {}),
   };
   const url = ws ? `wss://${e.host}:${e.port}/$iothub/websocket` : `${e.tls ? 'mqtts' : 'mqtt'}://${e.host}:${e.port}`;
+  // Through an HTTP proxy: TLS (ours, or the WebSocket's) over a CONNECT tunnel (proxy.ts).
+  if (e.proxy && ws) options.wsOptions = { createConnection: wsThroughProxy(e.proxy, e.connectTimeoutMs) } as never;
+  // mqtt.js hands its options to tls.connect, which takes the tunnel for its socket.
+  else if (e.proxy && e.tls)
+    (options as { socket?: unknown }).socket = openTunnel(e.proxy, e.host, e.port, e.connectTimeoutMs);
   const client: MqttClient = connect(url, options);
   let ended = false;
   let lastError: IotHubError | undefined;
@@ -76,7 +84,8 @@ export function connectMqtt(
               'UNAUTHORIZED',
               "not authorized: check the key, the token's expiry and that the device is enabled",
             )
-          : new IotHubError('CONNECTION_LOST', `connection failed: ${err.message}`, { cause: err });
+          : (fromSocketError(err, e) ??
+            new IotHubError('CONNECTION_LOST', `connection failed: ${err.message}`, { cause: err }));
     // mqtt.js reports a packet it cannot parse (reserved flag bits, both QoS bits, a bad length) and goes on reading the
     // stream out of step. MQTT says to close the connection on a protocol violation [MQTT-4.8.0-1]: do, and connect again.
     if (!ended) client.end(true);

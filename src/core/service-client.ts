@@ -8,16 +8,19 @@ import { Connection, Delivery, EventContext, Message, Receiver, Sender } from 'r
 import { amqpConnectionError, Cbs, closeAmqpConnection, openAmqpConnection, whenOpen } from './amqp-connection';
 import { encodeC2DMessage } from './amqp-codec';
 import { Endpoint, resolveEndpoint } from './endpoint';
-import { fromAmqpError, IotHubError } from './errors';
+import { connectTimedOut, fromAmqpError, IotHubError } from './errors';
 import { bodyText, parseFeedbackBody } from './feedback';
 import { C2DMessage, checkDeviceId, FeedbackRecord } from './message';
 import { ConnectionLifecycle } from './lifecycle';
 import { RetryOptions } from './retry';
 import { createSasToken } from './sas';
 import type { ConnectionState } from './state';
+import { ChooserTarget, Route, TransportChooser } from './transport-choice';
 
 export interface ServiceClientOptions extends Endpoint {
-  transport?: 'amqp' | 'amqp-ws';
+  /** auto: AMQP on `port` (5671) when it answers, else AMQP over WebSockets on `wsPort` (443). */
+  transport?: 'amqp' | 'amqp-ws' | 'auto';
+  wsPort?: number;
   sharedAccessKeyName: string;
   sharedAccessKey: string;
   tokenLifetimeSec?: number;
@@ -27,6 +30,12 @@ export interface ServiceClientOptions extends Endpoint {
   pendingTimeoutMs?: number;
   /** How long a sent message may wait for the hub's answer. */
   sendTimeoutMs?: number;
+}
+
+/** Where transport auto looks for AMQP's own port. */
+export function serviceChooserTarget(o: ServiceClientOptions): ChooserTarget {
+  const e = resolveEndpoint(o, 5671);
+  return { host: e.host, port: e.port, servername: e.servername, proxy: e.proxy };
 }
 
 interface PendingSend {
@@ -55,8 +64,15 @@ export class ServiceClient extends EventEmitter {
   private connectTimer: NodeJS.Timeout | undefined;
   private opened = false;
 
-  constructor(private readonly o: ServiceClientOptions) {
+  /** Transport auto's memory: given by the HubSession (shared per hub host and port), else this client's own. */
+  private readonly chooser: TransportChooser;
+
+  constructor(
+    private readonly o: ServiceClientOptions,
+    chooser?: TransportChooser,
+  ) {
     super();
+    this.chooser = chooser ?? new TransportChooser(serviceChooserTarget(o));
     this.life = new ConnectionLifecycle(o.retry, (ev) => this.emit('status', ev));
   }
 
@@ -105,28 +121,37 @@ export class ServiceClient extends EventEmitter {
   private connect(): void {
     if (this.life.closing) return;
     this.life.connecting();
-    const e = resolveEndpoint(this.o, this.o.transport === 'amqp-ws' ? 443 : 5671);
-    const connection = openAmqpConnection(e, this.o.transport === 'amqp-ws');
+    if (this.o.transport !== 'auto') {
+      this.dial(undefined);
+      return;
+    }
+    // auto: AMQP on its own port when it answers, else over WebSockets (transport-choice.ts).
+    void this.chooser.choose().then((route) => {
+      if (!this.life.closing) this.dial(route);
+    });
+  }
+
+  private dial(route: Route | undefined): void {
+    const ws = route ? route === 'ws' : this.o.transport === 'amqp-ws';
+    const e = resolveEndpoint(route === 'ws' ? { ...this.o, port: this.o.wsPort } : this.o, ws ? 443 : 5671);
+    const connection = openAmqpConnection(e, ws);
     this.connection = connection;
     let failed = false;
     // A hub that never answers the open, the token or an attach held the back end at "connecting" for ever (rhea has no
     // time-out of its own for any of them): give the attempt up and try again.
     clearTimeout(this.connectTimer);
     const connectTimer = setTimeout(
-      () =>
-        fail(
-          new IotHubError(
-            'TIMEOUT',
-            `the hub did not complete the connection in ${Math.round(e.connectTimeoutMs / 1000)} s`,
-          ),
-        ),
+      () => fail(connectTimedOut(`${e.host}:${e.port}`, e.connectTimeoutMs)),
       e.connectTimeoutMs,
     );
     this.connectTimer = connectTimer;
+    let up = false;
     const fail = (err: IotHubError) => {
       clearTimeout(connectTimer);
       if (failed || this.connection !== connection) return;
       failed = true;
+      if (route && up) this.chooser.lost();
+      else if (route === 'own' && (err.code === 'TIMEOUT' || err.code === 'CONNECTION_LOST')) this.chooser.ownFailed();
       this.dropConnection(err);
     };
     connection.on('disconnected', (ctx: EventContext) => fail(amqpConnectionError(ctx)));
@@ -151,7 +176,9 @@ export class ServiceClient extends EventEmitter {
       if (!current()) return;
       if (this.feedbackListeners.size > 0) this.openFeedback(connection);
       clearTimeout(connectTimer);
-      this.life.connected();
+      up = true;
+      if (route) this.chooser.worked(route);
+      this.life.connected(route ? (ws ? 'amqp-ws' : 'amqp') : undefined);
       this.drain();
     })().catch((err: unknown) =>
       fail(err instanceof IotHubError ? err : new IotHubError('CONNECTION_LOST', (err as Error).message)),

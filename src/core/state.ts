@@ -11,4 +11,6 @@ export interface StatusEvent {
   error?: IotHubError;
   /** The device is being registered with the Device Provisioning Service, not yet connected to its hub. */
   provisioning?: boolean;
+  /** connected: the transport in use, when transport auto chose it ("mqtt-ws"). */
+  via?: string;
 }

@@ -9,11 +9,16 @@ import type { RetryOptions } from './retry';
 
 export type DeviceTransport = 'mqtt' | 'mqtt-ws' | 'amqp' | 'amqp-ws';
 
-export const DEFAULT_DEVICE_PORTS: Record<DeviceTransport, number> = {
+/** What a device may be set to: a transport, or `auto` (MQTT, else MQTT-WS) / `amqp-auto` (AMQP, else AMQP-WS). */
+export type DeviceTransportChoice = DeviceTransport | 'auto' | 'amqp-auto';
+
+export const DEFAULT_DEVICE_PORTS: Record<DeviceTransportChoice, number> = {
   mqtt: 8883,
   'mqtt-ws': 443,
   amqp: 5671,
   'amqp-ws': 443,
+  auto: 8883,
+  'amqp-auto': 5671,
 };
 
 export type DeviceCredentials =
@@ -23,7 +28,9 @@ export type DeviceCredentials =
 
 export interface DeviceClientOptions extends Endpoint {
   deviceId: string;
-  transport: DeviceTransport;
+  transport: DeviceTransportChoice;
+  /** auto: the WebSockets port, when the own port (`port`) does not answer. Default 443. */
+  wsPort?: number;
   credentials: DeviceCredentials;
   tokenLifetimeSec?: number;
   retry?: RetryOptions;
@@ -50,6 +57,8 @@ export interface UnreadableMessage {
 }
 
 export interface DeviceSession {
+  /** The transport in use, when it was chosen at run time (auto): the status names it. */
+  readonly transport?: DeviceTransport;
   settle(lockToken: string, outcome: SettleOutcome): Promise<void>;
   /** Closes gracefully; pending acknowledgements are flushed first. */
   end(): Promise<void>;

@@ -21,6 +21,9 @@ test('an empty definition gets the defaults the editor shows', () => {
     sendQueueTimeoutMs: 30_000,
     connectionStringEnv: '',
     ports: { mqtt: undefined, amqp: undefined, ws: undefined },
+    proxyMode: 'env',
+    proxyUrl: '',
+    retry: undefined,
     localHub: { mqttsPort: undefined, amqpsPort: undefined, httpsPort: undefined, dataDir: undefined },
     dps: {
       endpoint: 'global.azure-devices-provisioning.net',
@@ -31,6 +34,15 @@ test('an empty definition gets the defaults the editor shows', () => {
       localHub: false,
     },
   });
+  // The reconnect schedule from the flow JSON: positive numbers only.
+  assert.deepEqual(
+    connectionSettings({
+      id: 'c',
+      type: 'iothub-connection',
+      retry: { initialDelayMs: 50, maxDelayMs: '200', factor: 3, unauthorizedInitialDelayMs: -1 },
+    }).retry,
+    { initialDelayMs: 50, maxDelayMs: 200 },
+  );
   assert.deepEqual(deviceReceiveSettings({ id: 'r', type: 'iothub-device-receive' }), {
     connection: '',
     deviceId: '',
