@@ -9,6 +9,7 @@ import { IotHubError } from './core/errors';
 import { Capabilities, capabilitiesOf, DeviceLease, DeviceUser, HubSession, ServiceLease } from './core/hub-session';
 import { acquireLocalHub, releaseLocalHub } from './localhub/shared-hub';
 import { failureStatus } from './node-lease';
+import { certificateStatus } from './core/x509';
 import { connectionSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeStatus } from './node-red';
 
@@ -49,13 +50,19 @@ module.exports = function (RED: NodeAPI) {
         return {
           fill: 'yellow',
           shape: 'ring',
-          text: RED._('iothub-connection.status.reconnecting', {
-            s: Math.ceil((ev.nextRetryMs ?? 0) / 1000),
-            n: ev.attempt ?? 1,
-          }),
+          text:
+            certificateStatus(ev.error) ??
+            RED._('iothub-connection.status.reconnecting', {
+              s: Math.ceil((ev.nextRetryMs ?? 0) / 1000),
+              n: ev.attempt ?? 1,
+            }),
         };
       case 'unauthorized':
-        return { fill: 'red', shape: 'ring', text: RED._('iothub-connection.status.unauthorized') };
+        return {
+          fill: 'red',
+          shape: 'ring',
+          text: certificateStatus(ev.error) ?? RED._('iothub-connection.status.unauthorized'),
+        };
       case 'error':
         return ev.error
           ? failureStatus(RED, ev.error)
@@ -133,6 +140,7 @@ module.exports = function (RED: NodeAPI) {
               ca: expandEnv(node, node.credentials?.ca) || undefined,
               cert: expandEnv(node, node.credentials?.cert) || undefined,
               key: expandEnv(node, node.credentials?.key) || undefined,
+              passphrase: node.credentials?.passphrase || undefined,
             }),
           )
         : Promise.reject(node.configError);
@@ -186,6 +194,7 @@ module.exports = function (RED: NodeAPI) {
       ca: { type: 'text' },
       cert: { type: 'text' },
       key: { type: 'password' },
+      passphrase: { type: 'password' },
     },
   });
 };

@@ -14,10 +14,12 @@ import {
 import WebSocket from 'ws';
 import type { ResolvedEndpoint } from './endpoint';
 import { IotHubError, peerText } from './errors';
+import { untrustedServer } from './x509';
 
 export interface AmqpTls {
   cert?: string;
   key?: string;
+  passphrase?: string;
 }
 
 export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extra: AmqpTls = {}): Connection {
@@ -38,6 +40,7 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
       servername: e.servername,
       cert: extra.cert,
       key: extra.key,
+      passphrase: extra.passphrase,
     } as never);
     connection = container.connect({ ...common, connection_details: details } as unknown as ConnectionOptions);
   } else {
@@ -53,6 +56,7 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
             rejectUnauthorized: e.rejectUnauthorized,
             cert: extra.cert,
             key: extra.key,
+            passphrase: extra.passphrase,
           }
         : {}),
     } as ConnectionOptions);
@@ -218,6 +222,10 @@ export function amqpConnectionError(ctx: EventContext): IotHubError {
       { cause: broken },
     );
   const err = ctx.error as { condition?: string; description?: string; message?: string } | undefined;
+  const servername = (ctx.connection as unknown as { options?: { servername?: string } } | undefined)?.options
+    ?.servername;
+  const untrusted = untrustedServer(err, servername ?? 'the hub');
+  if (untrusted) return untrusted;
   const text = peerText(err?.description) ?? peerText(err?.message) ?? 'the connection closed';
   if (err?.condition === 'amqp:unauthorized-access') return new IotHubError('UNAUTHORIZED', `unauthorized: ${text}`);
   return new IotHubError('CONNECTION_LOST', `connection failed: ${text}`);

@@ -19,7 +19,7 @@ export function connectAmqp(
   const connection: Connection = openAmqpConnection(
     e,
     o.transport === 'amqp-ws',
-    'cert' in creds ? { cert: creds.cert, key: creds.key } : {},
+    'cert' in creds ? { cert: creds.cert, key: creds.key, passphrase: creds.passphrase } : {},
   );
   const dispositions = new DispositionQueue();
   const unsettled = new Map<string, Delivery>();

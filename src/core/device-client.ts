@@ -13,6 +13,7 @@ import { ReceivedC2DMessage } from './message';
 import { connectMqtt } from './mqtt-device';
 import { createSasToken, deviceResourceUri, parseSasToken } from './sas';
 import type { ConnectionState } from './state';
+import { certificateRefused } from './x509';
 import { DEFAULT_DEVICE_PORTS, DeviceClientOptions, DeviceSession, SettleOutcome, TransportEvents } from './transport';
 
 const NO_SLOT = () => undefined;
@@ -117,6 +118,9 @@ export class DeviceClient extends EventEmitter {
         this.session = undefined;
         // Held messages were never acknowledged on that connection: the hub delivers them again.
         this.held = [];
+        const c = this.o.credentials;
+        // The hub does not say why it refused a certificate: the certificate may.
+        if (err?.code === 'UNAUTHORIZED' && 'cert' in c) err = certificateRefused(c.cert, this.o.deviceId);
         this.life.lost(err, () => this.connect());
       },
     };

@@ -12,6 +12,7 @@ import { RetryOptions } from './retry';
 import { ServiceClient } from './service-client';
 import type { StatusEvent } from './state';
 import type { DeviceCredentials, DeviceTransport, SettleOutcome, UnreadableMessage } from './transport';
+import { readClientCertificate } from './x509';
 
 export interface HubSessionOptions {
   connection: ConnectionInfo;
@@ -24,6 +25,8 @@ export interface HubSessionOptions {
   ca?: string;
   cert?: string;
   key?: string;
+  /** Of an encrypted client key. */
+  passphrase?: string;
   tokenLifetimeSec?: number;
   keepAliveSec?: number;
   retry?: RetryOptions;
@@ -123,7 +126,7 @@ export class HubSession {
             field: 'cert',
           });
         }
-        return { cert: this.o.cert, key: this.o.key };
+        return readClientCertificate({ cert: this.o.cert, key: this.o.key, passphrase: this.o.passphrase });
       }
       if (c.sharedAccessSignature) return { sharedAccessSignature: c.sharedAccessSignature };
       return { sharedAccessKey: c.sharedAccessKey as string, sharedAccessKeyName: c.sharedAccessKeyName };
@@ -174,7 +177,8 @@ export class HubSession {
       const client = new DeviceClient(
         {
           hostName: this.o.connection.hostName,
-          connectHost: this.o.connectHost ?? this.o.connection.gatewayHostName,
+          connectHost: this.o.connectHost,
+          gatewayHostName: this.o.connection.gatewayHostName,
           port: this.devicePort(),
           tls: this.o.tls,
           ca: this.o.ca,

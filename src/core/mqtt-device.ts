@@ -4,6 +4,7 @@ import type { ResolvedEndpoint } from './endpoint';
 import type { DeviceClientOptions, DeviceSession, TransportEvents } from './transport';
 import { fromConnackCode, IotHubError } from './errors';
 import { c2dSubscription, decodeC2DPublish } from './property-bag';
+import { untrustedServer } from './x509';
 
 const API_VERSION = '2021-04-12';
 const SERVER_BOUND = new Set(['connect', 'subscribe', 'unsubscribe', 'pingreq', 'disconnect']);
@@ -31,7 +32,7 @@ export function connectMqtt(
     ca: e.ca,
     servername: e.servername,
     rejectUnauthorized: e.rejectUnauthorized,
-    ...('cert' in creds ? { cert: creds.cert, key: creds.key } : {}),
+    ...('cert' in creds ? { cert: creds.cert, key: creds.key, passphrase: creds.passphrase } : {}),
   };
   const url = ws ? `wss://${e.host}:${e.port}/$iothub/websocket` : `${e.tls ? 'mqtts' : 'mqtt'}://${e.host}:${e.port}`;
   const client: MqttClient = connect(url, options);
@@ -77,6 +78,8 @@ export function connectMqtt(
               "not authorized: check the key, the token's expiry and that the device is enabled",
             )
           : new IotHubError('CONNECTION_LOST', `connection failed: ${err.message}`, { cause: err });
+    // A server certificate we do not trust (a gateway whose CA is not given) says so, with the fix.
+    lastError = untrustedServer(err, e.servername) ?? lastError;
     // mqtt.js reports a packet it cannot parse (reserved flag bits, both QoS bits, a bad length) and goes on reading the
     // stream out of step. MQTT says to close the connection on a protocol violation [MQTT-4.8.0-1]: do, and connect again.
     if (!ended) client.end(true);

@@ -19,7 +19,7 @@ export const DEFAULT_DEVICE_PORTS: Record<DeviceTransport, number> = {
 export type DeviceCredentials =
   | { sharedAccessKey: string; sharedAccessKeyName?: string }
   | { sharedAccessSignature: string }
-  | { cert: string; key: string };
+  | { cert: string; key: string; passphrase?: string };
 
 export interface DeviceClientOptions extends Endpoint {
   deviceId: string;

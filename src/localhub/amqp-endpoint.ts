@@ -24,6 +24,7 @@ import { HubContext } from './context';
 import { QueuedMessage } from './c2d-queues';
 import { FeedbackBatch } from './feedback-queue';
 import { Identity } from './registry';
+import { peerChain } from './x509-auth';
 
 /** An open link: whose token keeps it open (a device id, or '' for the back end) and what it holds (a queue, the feedback). */
 interface LinkState {
@@ -43,10 +44,26 @@ interface ConnState {
 class SaslMechanism {
   outcome: boolean | undefined;
   username: string | undefined;
-  constructor(private readonly check: (response: Buffer | undefined, m: SaslMechanism) => boolean) {}
+  constructor(
+    private readonly check: (response: Buffer | undefined, m: SaslMechanism) => boolean,
+    readonly name = '',
+  ) {}
   start(response?: Buffer): void {
     this.outcome = this.check(response, this);
   }
+}
+
+/** How a client came in: "none" (the AMQP header straight after TLS) or the SASL mechanism it chose. */
+function saslOf(conn: Connection): string {
+  const t = (conn as unknown as { sasl_transport?: SaslTransportView }).sasl_transport;
+  if (!t || t.header_received?.protocol_id === 0) return 'none';
+  const m = (t.selected ?? t).mechanism;
+  return m ? m.name || m.constructor.name.replace(/Server$/, '').toUpperCase() : 'unknown';
+}
+interface SaslTransportView {
+  header_received?: { protocol_id: number };
+  selected?: SaslTransportView;
+  mechanism?: { name?: string; constructor: { name: string } };
 }
 
 const path = (address: string | undefined): string => (address ?? '').replace(/^amqps?:\/\/[^/]+/i, '').toLowerCase();
@@ -72,7 +89,10 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   const mechanisms = container.sasl_server_mechanisms as unknown as Record<string, () => SaslMechanism>;
   (container.sasl_server_mechanisms as unknown as { enable_anonymous(): void }).enable_anonymous();
   // MSSBCBS: "I will authenticate over $cbs". Accept and wait for put-token.
-  mechanisms.MSSBCBS = () => new SaslMechanism(() => true);
+  mechanisms.MSSBCBS = () => new SaslMechanism(() => true, 'MSSBCBS');
+  // EXTERNAL: "I am who my TLS client certificate says" (X.509 devices of other SDKs). The certificate is checked
+  // against the device the link names, when it attaches.
+  mechanisms.EXTERNAL = () => new SaslMechanism(() => true, 'EXTERNAL');
   // PLAIN (C service SDK): user `{policy}@sas.root.{hub}` or `{device}@sas.{hub}`, password = SAS token.
   mechanisms.PLAIN = () =>
     new SaslMechanism((response, m) => {
@@ -89,7 +109,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
         hub.log('warn', `AMQP SASL PLAIN refused: ${(err as Error).message}`);
         return false;
       }
-    });
+    }, 'PLAIN');
 
   function state(conn: Connection): ConnState {
     let s = states.get(conn);
@@ -215,8 +235,21 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     }
     const deviceId = deviceIdOfC2dAddress(snd.source?.address);
     if (deviceId !== undefined) {
-      if (!deviceAllowed(s, deviceId))
-        return unauthorizedLink(snd, `this connection has no valid token for device ${deviceId}`);
+      if (!deviceAllowed(s, deviceId)) {
+        // No token for it: an X.509 device, which puts no token on $cbs; its TLS client certificate says who it is.
+        const chain = peerChain((ctx.connection as unknown as { socket?: unknown }).socket);
+        if (!chain.length) return unauthorizedLink(snd, `this connection has no valid token for device ${deviceId}`);
+        try {
+          grant(s, hub.registry.authenticateCertificate(deviceId, chain));
+          hub.log(
+            'info',
+            `AMQP device ${deviceId} authenticated by its client certificate (SASL: ${saslOf(ctx.connection)})`,
+          );
+        } catch (err) {
+          hub.log('info', `AMQP device ${deviceId} refused: ${(err as Error).message}`);
+          return unauthorizedLink(snd, (err as Error).message);
+        }
+      }
       const release = hub.claimDevice(deviceId, () =>
         snd.close({
           condition: AMQP_CONDITIONS.detachForced,
@@ -408,7 +441,8 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
 
   return {
     listenTls(port, host, key, cert) {
-      return listen({ transport: 'tls', key, cert }, port, host);
+      // Client certificates are asked for (X.509 devices) and checked against the registry when a device link attaches.
+      return listen({ transport: 'tls', key, cert, requestCert: true, rejectUnauthorized: false }, port, host);
     },
     listenPlain(port, host) {
       return listen({}, port, host);

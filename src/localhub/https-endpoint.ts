@@ -11,7 +11,7 @@ import { IotHubError } from '../core/errors';
 import { AmqpEndpoint } from './amqp-endpoint';
 import { HubContext } from './context';
 import { MqttEndpoint } from './mqtt-endpoint';
-import { Device, Permission } from './registry';
+import { authTypeOf, Device, Permission } from './registry';
 
 function deviceJson(hub: HubContext, d: Device): object {
   return {
@@ -24,17 +24,21 @@ function deviceJson(hub: HubContext, d: Device): object {
     connectionState: hub.isDeviceConnected(d.deviceId) ? 'Connected' : 'Disconnected',
     lastActivityTime: '0001-01-01T00:00:00Z',
     cloudToDeviceMessageCount: hub.queues.length(d.deviceId),
-    authentication: d.x509Thumbprint
-      ? {
-          type: 'selfSigned',
-          symmetricKey: { primaryKey: null, secondaryKey: null },
-          x509Thumbprint: { primaryThumbprint: d.x509Thumbprint, secondaryThumbprint: null },
-        }
-      : {
-          type: 'sas',
-          symmetricKey: { primaryKey: d.primaryKey, secondaryKey: d.secondaryKey },
-          x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
-        },
+    authentication:
+      authTypeOf(d) !== 'sas'
+        ? {
+            type: authTypeOf(d),
+            symmetricKey: { primaryKey: null, secondaryKey: null },
+            x509Thumbprint: {
+              primaryThumbprint: d.x509Thumbprint ?? null,
+              secondaryThumbprint: d.x509SecondaryThumbprint ?? null,
+            },
+          }
+        : {
+            type: 'sas',
+            symmetricKey: { primaryKey: d.primaryKey, secondaryKey: d.secondaryKey },
+            x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+          },
     capabilities: { iotEdge: false },
   };
 }
@@ -122,8 +126,9 @@ export function createHttpsEndpoint(
         authorize(req, 'registryWrite');
         const body = await readBody(req);
         const auth = (body.authentication ?? {}) as {
+          type?: string;
           symmetricKey?: { primaryKey?: string; secondaryKey?: string };
-          x509Thumbprint?: { primaryThumbprint?: string };
+          x509Thumbprint?: { primaryThumbprint?: string; secondaryThumbprint?: string };
         };
         const status = body.status === 'disabled' ? 'disabled' : 'enabled';
         if (existing) {
@@ -141,7 +146,9 @@ export function createHttpsEndpoint(
         }
         const d = hub.registry.create(deviceId, {
           status,
+          authType: auth.type === 'selfSigned' || auth.type === 'certificateAuthority' ? auth.type : undefined,
           x509Thumbprint: auth.x509Thumbprint?.primaryThumbprint || undefined,
+          x509SecondaryThumbprint: auth.x509Thumbprint?.secondaryThumbprint || undefined,
           primaryKey: auth.symmetricKey?.primaryKey || undefined,
           secondaryKey: auth.symmetricKey?.secondaryKey || undefined,
         });
