@@ -49,9 +49,8 @@ export function readClientCertificate(c: ClientCertificate): ClientCertificate {
   let k;
   try {
     k = createPrivateKey({ key, passphrase: c.passphrase || undefined, format: 'pem' });
-  } catch (err) {
-    const m = (err as Error).message;
-    if (/passphrase|bad decrypt|decrypt/i.test(m))
+  } catch {
+    if (/ENCRYPTED/.test(key))
       throw bad(
         'passphrase',
         c.passphrase ? 'the client key passphrase is wrong' : 'the client key is encrypted: give its passphrase',
@@ -79,7 +78,7 @@ export function certificateRefused(certPem: string, deviceId: string, now = Date
     else if (now < from)
       why = `certificate refused: it is not valid before ${new Date(from).toISOString()}; check the device clock`;
     else
-      why = `certificate refused: the hub does not accept it for device ${deviceId}; register its thumbprint (SHA-1 ${thumb}) on the device, or issue it from a verified CA with CN=${deviceId} (its CN is "${cn}")`;
+      why = `certificate refused: the hub does not accept it; register its thumbprint (SHA-1 ${thumb}) on device ${deviceId}, or issue it from a verified CA with CN=${deviceId} (its CN is "${cn}")`;
   } catch {
     why = 'certificate refused: the hub does not accept the client certificate';
   }
