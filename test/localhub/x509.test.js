@@ -8,6 +8,10 @@ const { Mqtt } = require('azure-iot-device-mqtt');
 const { Amqp } = require('azure-iot-device-amqp');
 const mqtt = require('mqtt');
 const { Client: ServiceClient } = require('azure-iothub');
+const https = require('node:https');
+const { createSasToken } = require('../../nodes/core/sas.js');
+const { spawn } = require('node:child_process');
+const path = require('node:path');
 const { Message, NoRetry } = require('azure-iot-common');
 const { start } = require('../../nodes/localhub/index.js');
 const { ServiceClient: OurServiceClient } = require('../../nodes/core/service-client.js');
@@ -292,4 +296,129 @@ test('IoT Edge gateway: GatewayHostName dials the gateway (its own CA, its name 
       assert.ok(!logs.some((l) => /another hub/.test(l)), 'every token named the hub');
     },
   );
+});
+
+/** A registry REST call as azure-iothub's Registry makes it (PUT or GET /devices/{id}, a back-end SAS token). */
+function rest(hub, method, id, body) {
+  const owner = parseConnectionString(hub.policyConnectionString('iothubowner'));
+  const auth = createSasToken({
+    resourceUri: hub.hostName,
+    key: owner.sharedAccessKey,
+    keyName: 'iothubowner',
+    expiresAt: Date.now() / 1000 + 600,
+  });
+  const data = body ? JSON.stringify(body) : undefined;
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port: hub.ports.https,
+        servername: 'localhost',
+        method,
+        path: `/devices/${encodeURIComponent(id)}?api-version=2021-04-12`,
+        headers: { authorization: auth, 'content-type': 'application/json' },
+        ca: hub.caPem,
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(text) }));
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+test('the registry REST API creates selfSigned and certificateAuthority devices (the body azure-iothub sends) that then connect', async () => {
+  const a = certs.make('rest-ss');
+  const root = certs.make('REST Root', { ca: true });
+  const leaf = certs.make('rest-ca', { issuer: root });
+  await withHub({}, async (hub) => {
+    hub.addCaCertificate('root', root.certPem, true);
+    const put = await rest(hub, 'PUT', 'rest-ss', {
+      deviceId: 'rest-ss',
+      authentication: {
+        type: 'selfSigned',
+        x509Thumbprint: { primaryThumbprint: a.sha256, secondaryThumbprint: a.sha1 },
+      },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.json));
+    assert.equal(
+      (await rest(hub, 'PUT', 'rest-ca', { deviceId: 'rest-ca', authentication: { type: 'certificateAuthority' } }))
+        .status,
+      200,
+    );
+    const bad = await rest(hub, 'PUT', 'rest-bad', {
+      deviceId: 'rest-bad',
+      authentication: { type: 'selfSigned', x509Thumbprint: { primaryThumbprint: 'not hex' } },
+    });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.Message, /primaryThumbprint must be a SHA-1/);
+    const got = (await rest(hub, 'GET', 'rest-ss')).json;
+    assert.equal(got.authentication.type, 'selfSigned');
+    assert.equal(got.authentication.x509Thumbprint.primaryThumbprint, a.sha256);
+    assert.equal(got.authentication.x509Thumbprint.secondaryThumbprint, a.sha1);
+    assert.equal((await rest(hub, 'GET', 'rest-ca')).json.authentication.type, 'certificateAuthority');
+    for (const [id, c] of [
+      ['rest-ss', a],
+      ['rest-ca', leaf],
+    ]) {
+      const { dev } = await x509Device(x509String(`localhost:${hub.ports.mqtts}`, id), Mqtt, {
+        cert: c.certPem,
+        key: c.keyPem,
+        ca: hub.caPem,
+      });
+      await waitFor(() => hub.isDeviceConnected(id), `${id} connected`);
+      await dev.close();
+    }
+  });
+});
+
+test('the command line: --x509-device, --ca-cert with --ca-device, and serving as a gateway (--tls-host, --tls-ca-cert, --tls-ca-key)', async () => {
+  const ss = certs.make('cli-ss');
+  const root = certs.make('CLI Root', { ca: true });
+  const leaf = certs.make('cli-ca', { issuer: root });
+  const gwCa = certs.make('CLI gateway CA', { ca: true });
+  const cli = path.join(__dirname, '..', '..', 'nodes', 'localhub', 'cli.js');
+  const child = spawn(
+    process.execPath,
+    [
+      cli,
+      '--json',
+      '--data-dir',
+      hubDataDir(),
+      ...['--mqtt-port', '0', '--amqps-port', '0', '--amqp-port', '0', '--https-port', '0'],
+      ...['--x509-device', `cli-ss=${ss.sha1}`, '--ca-device', 'cli-ca', '--ca-cert', root.certFile],
+      ...['--tls-host', 'localhost', '--tls-ca-cert', gwCa.certFile, '--tls-ca-key', gwCa.keyFile],
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    const line = await new Promise((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('\n')) resolve(out.split('\n')[0]);
+      });
+      child.on('exit', (code) => reject(new Error(`exited ${code}`)));
+    });
+    const info = JSON.parse(line);
+    assert.match(info.devices['cli-ss'], /;DeviceId=cli-ss;x509=true$/);
+    assert.match(info.devices['cli-ca'], /;DeviceId=cli-ca;x509=true$/);
+    for (const [id, c] of [
+      ['cli-ss', ss],
+      ['cli-ca', leaf],
+    ]) {
+      // Trusting the gateway CA only: the served certificate comes from it. open() resolving means CONNACK 0.
+      const { dev } = await x509Device(info.devices[id], Mqtt, { cert: c.certPem, key: c.keyPem, ca: gwCa.certPem });
+      await dev.close();
+    }
+  } finally {
+    child.kill('SIGTERM');
+  }
+  assert.equal(await exited, 0);
 });
