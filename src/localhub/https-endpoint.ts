@@ -4,6 +4,7 @@
  */
 import * as https from 'node:https';
 import * as net from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { createWebSocketStream, WebSocketServer } from 'ws';
@@ -166,7 +167,8 @@ export function createHttpsEndpoint(
     }
   }
 
-  const server = https.createServer({ key, cert }, (req, res) => {
+  // Client certificates are asked for (X.509 devices over MQTT on WebSockets) and checked by the MQTT endpoint.
+  const server = https.createServer({ key, cert, requestCert: true, rejectUnauthorized: false }, (req, res) => {
     route(req, res).catch((err: unknown) => {
       const e =
         err instanceof HttpError
@@ -201,8 +203,15 @@ export function createHttpsEndpoint(
     socket.setNoDelay(true);
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (/^amqpwsb10$/i.test(ws.protocol)) amqp.acceptWebSocket(ws);
-      else if (/^mqtt$/i.test(ws.protocol) && p === '/$iothub/websocket') mqtt.handleStream(createWebSocketStream(ws));
-      else ws.close(1002, 'unsupported subprotocol');
+      else if (/^mqtt$/i.test(ws.protocol) && p === '/$iothub/websocket') {
+        // The stream answers for the TLS connection under it: its client certificate (see x509-auth peerChain).
+        const tlsSocket = req.socket as TLSSocket;
+        mqtt.handleStream(
+          Object.assign(createWebSocketStream(ws), {
+            getPeerCertificate: (detailed: boolean) => tlsSocket.getPeerCertificate(detailed),
+          }),
+        );
+      } else ws.close(1002, 'unsupported subprotocol');
     });
   });
 

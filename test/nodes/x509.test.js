@@ -31,6 +31,7 @@ function flow(hub, { connectionString, transport, ca, cert, key, passphrase, dev
         serviceTransport: 'amqp',
         mqttPort: hub.ports.mqtts,
         amqpPort: hub.ports.amqps,
+        wsPort: hub.ports.https,
       },
       {
         id: 'recv',
@@ -68,7 +69,7 @@ test('device receive with an X.509 device', async (t) => {
   t.after(() => helper.stopServer());
 
   await t.test(
-    'self-signed (key pasted on one line) and CA-signed (encrypted key, passphrase) receive over MQTT and AMQP',
+    'self-signed (key pasted on one line) and CA-signed (encrypted key, passphrase) receive over MQTT, AMQP and MQTT-WS',
     async () => {
       const logs = [];
       const hub = await startHub({ log: (_l, text) => logs.push(text) });
@@ -81,7 +82,8 @@ test('device receive with an X.509 device', async (t) => {
         await hub.registerDevice('node-ss', { x509Thumbprint: self.sha256 });
         await hub.registerDevice('node-ca', { authType: 'certificateAuthority' });
         hub.addCaCertificate('root', root.certPem, true);
-        for (const transport of TRANSPORTS) {
+        // MQTT over WebSockets too (the local hub checks client certificates on its HTTPS port for MQTT only).
+        for (const transport of [...TRANSPORTS, 'mqtt-ws']) {
           for (const [id, creds] of [
             // A password field drops line breaks: the key comes as one line.
             ['node-ss', { cert: self.certPem, key: self.keyPem.replace(/\n/g, '') }],
