@@ -75,7 +75,8 @@ function unauthorizedLink(link: Sender | Receiver, text: string): void {
 export interface AmqpEndpoint {
   listenTls(port: number, host: string, key: string, cert: string): Promise<number>;
   listenPlain(port: number, host: string): Promise<number>;
-  acceptWebSocket(ws: unknown): void;
+  /** tlsSocket: the TLS connection under the WebSocket, whose client certificate identifies X.509 devices. */
+  acceptWebSocket(ws: unknown, tlsSocket?: unknown): void;
   close(): Promise<void>;
 }
 
@@ -237,7 +238,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     if (deviceId !== undefined) {
       if (!deviceAllowed(s, deviceId)) {
         // No token for it: an X.509 device, which puts no token on $cbs; its TLS client certificate says who it is.
-        const chain = peerChain((ctx.connection as unknown as { socket?: unknown }).socket);
+        const chain = peerChain(tlsSocketOf(ctx.connection));
         if (!chain.length) return unauthorizedLink(snd, `this connection has no valid token for device ${deviceId}`);
         try {
           grant(s, hub.registry.authenticateCertificate(deviceId, chain));
@@ -420,6 +421,15 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   }, 1000);
   expirySweep.unref();
 
+  const wsPeers = new Map<string, unknown>();
+  let wsPeerCount = 0;
+  /** The TLS socket a connection came in on: its own, or the one under its WebSocket. */
+  function tlsSocketOf(conn: Connection): unknown {
+    const s = (conn as unknown as { socket?: { get_id_string?: () => string } }).socket;
+    const key = typeof s?.get_id_string === 'function' ? s.get_id_string() : undefined;
+    return key !== undefined && wsPeers.has(key) ? wsPeers.get(key) : s;
+  }
+
   const sockets = new Set<net.Socket>();
   function listen(options: object, port: number, host: string): Promise<number> {
     return new Promise((resolve, reject) => {
@@ -447,7 +457,15 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     listenPlain(port, host) {
       return listen({}, port, host);
     },
-    acceptWebSocket(ws) {
+    acceptWebSocket(ws, tlsSocket) {
+      // rhea wraps the WebSocket in an object of its own and keeps no way back to it but the id string it logs (the
+      // WebSocket's url, unset on a server): set it to a key that finds the TLS socket.
+      if (tlsSocket) {
+        const key = `wss-peer-${++wsPeerCount}`;
+        wsPeers.set(key, tlsSocket);
+        Object.defineProperty(ws, 'url', { value: key });
+        (ws as { once(e: 'close', f: () => void): void }).once('close', () => wsPeers.delete(key));
+      }
       container.websocket_accept(ws as never, serverOptions as never);
     },
     async close() {

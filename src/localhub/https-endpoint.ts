@@ -202,7 +202,7 @@ export function createHttpsEndpoint(
     }
     socket.setNoDelay(true);
     wss.handleUpgrade(req, socket, head, (ws) => {
-      if (/^amqpwsb10$/i.test(ws.protocol)) amqp.acceptWebSocket(ws);
+      if (/^amqpwsb10$/i.test(ws.protocol)) amqp.acceptWebSocket(ws, req.socket);
       else if (/^mqtt$/i.test(ws.protocol) && p === '/$iothub/websocket') {
         // The stream answers for the TLS connection under it: its client certificate (see x509-auth peerChain).
         const tlsSocket = req.socket as TLSSocket;

@@ -69,7 +69,7 @@ test('device receive with an X.509 device', async (t) => {
   t.after(() => helper.stopServer());
 
   await t.test(
-    'self-signed (key pasted on one line) and CA-signed (encrypted key, passphrase) receive over MQTT, AMQP and MQTT-WS',
+    'self-signed (key pasted on one line) and CA-signed (encrypted key, passphrase) receive over MQTT, AMQP and both over WebSockets',
     async () => {
       const logs = [];
       const hub = await startHub({ log: (_l, text) => logs.push(text) });
@@ -82,8 +82,8 @@ test('device receive with an X.509 device', async (t) => {
         await hub.registerDevice('node-ss', { x509Thumbprint: self.sha256 });
         await hub.registerDevice('node-ca', { authType: 'certificateAuthority' });
         hub.addCaCertificate('root', root.certPem, true);
-        // MQTT over WebSockets too (the local hub checks client certificates on its HTTPS port for MQTT only).
-        for (const transport of [...TRANSPORTS, 'mqtt-ws']) {
+        // And over WebSockets: the certificate rides in the TLS handshake under the WebSocket.
+        for (const transport of [...TRANSPORTS, 'mqtt-ws', 'amqp-ws']) {
           for (const [id, creds] of [
             // A password field drops line breaks: the key comes as one line.
             ['node-ss', { cert: self.certPem, key: self.keyPem.replace(/\n/g, '') }],
