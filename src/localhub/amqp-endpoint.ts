@@ -72,6 +72,18 @@ function unauthorizedLink(link: Sender | Receiver, text: string): void {
   link.close({ condition: AMQP_CONDITIONS.unauthorized, description: text });
 }
 
+/**
+ * Refuses a link at its attach as AMQP says to (1.0 section 2.6.3): the answering attach carries no terminus (null
+ * source for a sender, null target for a receiver), then the detach says why. A client then never takes the link for
+ * open: echoing the terminus made ours report "connected" before each refusal, which reset its backoff.
+ */
+function refuseAttach(link: Sender | Receiver, text: string): void {
+  const attach = (link as unknown as { local: { attach: { source?: unknown; target?: unknown } } }).local.attach;
+  if (link.is_sender()) attach.source = null;
+  else attach.target = null;
+  unauthorizedLink(link, text);
+}
+
 export interface AmqpEndpoint {
   listenTls(port: number, host: string, key: string, cert: string): Promise<number>;
   listenPlain(port: number, host: string): Promise<number>;
@@ -198,7 +210,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     const s = state(ctx.connection);
     if (addr === '$cbs') return;
     if (addr === '/messages/devicebound') {
-      if (!serviceAllowed(s)) unauthorizedLink(r, 'this connection has no valid token with ServiceConnect');
+      if (!serviceAllowed(s)) refuseAttach(r, 'this connection has no valid token with ServiceConnect');
       else s.links.set(r, { owner: '' });
       return;
     }
@@ -216,7 +228,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       return;
     }
     if (addr === '/messages/servicebound/feedback') {
-      if (!serviceAllowed(s)) return unauthorizedLink(snd, 'this connection has no valid token with ServiceConnect');
+      if (!serviceAllowed(s)) return refuseAttach(snd, 'this connection has no valid token with ServiceConnect');
       const detach = hub.feedback.attach({
         deliver: (batch: FeedbackBatch) => {
           if (!snd.is_open() || !snd.sendable()) return false;
@@ -239,7 +251,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       if (!deviceAllowed(s, deviceId)) {
         // No token for it: an X.509 device, which puts no token on $cbs; its TLS client certificate says who it is.
         const chain = peerChain(tlsSocketOf(ctx.connection));
-        if (!chain.length) return unauthorizedLink(snd, `this connection has no valid token for device ${deviceId}`);
+        if (!chain.length) return refuseAttach(snd, `this connection has no valid token for device ${deviceId}`);
         try {
           grant(s, hub.registry.authenticateCertificate(deviceId, chain));
           hub.log(
@@ -248,7 +260,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
           );
         } catch (err) {
           hub.log('info', `AMQP device ${deviceId} refused: ${(err as Error).message}`);
-          return unauthorizedLink(snd, (err as Error).message);
+          return refuseAttach(snd, (err as Error).message);
         }
       }
       const release = hub.claimDevice(deviceId, () =>

@@ -422,3 +422,41 @@ test('the command line: --x509-device, --ca-cert with --ca-device, and serving a
   }
   assert.equal(await exited, 0);
 });
+
+test('our AMQP device client: a refused C2D attach (null source, then the detach) is never "connected", so the backoff grows', async () => {
+  const { DeviceClient: OurDeviceClient } = require('../../nodes/core/device-client.js');
+  const own = certs.make('backoff');
+  const wrong = certs.make('backoff');
+  await withHub({}, async (hub, logs) => {
+    await hub.registerDevice('backoff', { x509Thumbprint: own.sha1 });
+    const states = [];
+    const d = new OurDeviceClient({
+      hostName: 'localhost',
+      port: hub.ports.amqps,
+      ca: hub.caPem,
+      deviceId: 'backoff',
+      transport: 'amqp',
+      credentials: { cert: wrong.certPem, key: wrong.keyPem },
+      retry: { unauthorizedInitialDelayMs: 50, unauthorizedMaxDelayMs: 1000, jitter: 0 },
+    });
+    d.on('status', (ev) => states.push(ev));
+    d.open();
+    try {
+      await waitFor(() => states.filter((s) => s.state === 'unauthorized').length >= 3, 'three refusals');
+    } finally {
+      await d.close();
+    }
+    const refused = states.filter((s) => s.state === 'unauthorized');
+    assert.deepEqual(
+      refused.slice(0, 3).map((s) => [s.attempt, s.nextRetryMs]),
+      [
+        [1, 50],
+        [2, 100],
+        [3, 200],
+      ],
+    );
+    assert.ok(!states.some((s) => s.state === 'connected'), JSON.stringify(states.map((s) => s.state)));
+    assert.match(refused[0].error.message, /^certificate refused: the hub does not accept it;/);
+    assert.ok(logs.filter((l) => l.startsWith('AMQP device backoff refused')).length >= 3);
+  });
+});
