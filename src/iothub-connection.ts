@@ -140,7 +140,7 @@ module.exports = function (RED: NodeAPI) {
               ca: expandEnv(node, node.credentials?.ca) || undefined,
               cert: expandEnv(node, node.credentials?.cert) || undefined,
               key: expandEnv(node, node.credentials?.key) || undefined,
-              passphrase: node.credentials?.passphrase || undefined,
+              passphrase: expandEnv(node, node.credentials?.passphrase) || undefined,
             }),
           )
         : Promise.reject(node.configError);
