@@ -25,7 +25,7 @@ const globals = {
   performance: 'readonly',
 };
 module.exports = tseslint.config(
-  { ignores: ['node_modules/', 'nodes/**/*.js', 'test-output/', '.node-red-data/', '.hub-data/'] },
+  { ignores: ['node_modules/', 'nodes/**/*.js', 'resources/', 'test-output/', '.node-red-data/', '.hub-data/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -42,5 +42,23 @@ fs.mkdirSync(iconsOut, { recursive: true });
 for (const f of fs.readdirSync(path.join(root, 'icons'))) {
   fs.copyFileSync(path.join(root, 'icons', f), path.join(iconsOut, f));
 }
+// The sidebar's chart library (uPlot, MIT), served by Node-RED from resources/ at resources/<module>/...: copied from
+// node_modules so the package carries no second copy in git.
+const resources = path.join(root, 'resources');
+fs.mkdirSync(resources, { recursive: true });
+let uplot;
+try {
+  uplot = path.dirname(require.resolve('uplot/package.json', { paths: [root] }));
+} catch {
+  process.stderr.write('build: uplot is not installed; install the devDependencies (`npm ci`) to build the sidebar.\n');
+  process.exit(1);
+}
+for (const [from, to] of [
+  ['dist/uPlot.iife.min.js', 'uPlot.iife.min.js'],
+  ['dist/uPlot.min.css', 'uPlot.min.css'],
+  ['LICENSE', 'uPlot.LICENSE'],
+]) {
+  fs.copyFileSync(path.join(uplot, from), path.join(resources, to));
+}
 const cli = path.join(nodesDir, 'localhub', 'cli.js');
 if (fs.existsSync(cli)) fs.chmodSync(cli, 0o755);

@@ -78,7 +78,7 @@ async function main() {
   const firstStart = !fs.existsSync(path.join(userDir, 'flows.json'));
   // The same module instance the config nodes load (require follows the symlink), so they share this hub.
   const { acquireLocalHub, releaseLocalHub } = require(path.join(root, 'nodes', 'localhub', 'shared-hub.js'));
-  const hub = await acquireLocalHub({ mqttsPort: 8883, amqpsPort: 5671, httpsPort: 8443 }, userDir);
+  const hub = await acquireLocalHub({ mqttsPort: 8883, amqpsPort: 5671, httpsPort: 8443, dpsPort: 8884 }, userDir);
   const device = 'MyDevice';
   let deviceString;
   try {
@@ -101,9 +101,10 @@ async function main() {
       '',
       '  Local hub (for official Azure SDK apps; trust its CA with NODE_EXTRA_CA_CERTS):',
       `    CA certificate:    ${hub.caCertPath}`,
-      `    ports:             MQTT ${hub.ports.mqtts}, AMQP ${hub.ports.amqps}, HTTPS and WebSockets ${hub.ports.https}`,
+      `    ports:             MQTT ${hub.ports.mqtts}, AMQP ${hub.ports.amqps}, HTTPS and WebSockets ${hub.ports.https}, DPS ${hub.ports.dps}`,
       `    hub (iothubowner): ${hub.hubConnectionString}`,
       `    device ${device}:   ${deviceString}`,
+      `    DPS:               ID scope ${hub.idScope}, provisioning host ${hub.provisioningHost} (MQTT and HTTPS)`,
       '',
       '  Ctrl-C stops everything.',
       '',

@@ -13,6 +13,7 @@ import {
 } from './core/message-builder';
 import type { ConnectionNode } from './iothub-connection';
 import { holdLease } from './node-lease';
+import { ThrottleRetry } from './core/throttle-retry';
 import { c2dSendSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeMessage } from './node-red';
 
@@ -59,11 +60,22 @@ module.exports = function (RED: NodeAPI) {
     const config = RED.nodes.getNode(connection) as ConnectionNode | null;
     const tracker = new DeliveryTracker();
     let removeFeedback: (() => void) | undefined;
+    // A throttled hub (429, a tier's C2D limit): sends are retried with backoff within the give-up time, status says so.
+    let lastStatus: StatusEvent | undefined;
+    const throttle = new ThrottleRetry({
+      onThrottled: (on) => {
+        if (on) node.status({ fill: 'yellow', shape: 'ring', text: RED._('iothub-c2d-send.status.throttled') });
+        else if (lastStatus && config) node.status(config.statusOf(lastStatus));
+      },
+    });
 
     const ready: Promise<ServiceLease> = config
       ? config.configError
         ? Promise.reject(config.configError)
-        : config.useService((ev: StatusEvent) => node.status(config.statusOf(ev)))
+        : config.useService((ev: StatusEvent) => {
+            lastStatus = ev;
+            if (!throttle.isThrottled) node.status(config.statusOf(ev));
+          })
       : Promise.reject(
           new IotHubError('INVALID_ARGUMENT', RED._('iothub-c2d-send.errors.noConfig'), { field: 'connection' }),
         );
@@ -75,6 +87,7 @@ module.exports = function (RED: NodeAPI) {
         if (trackDelivery) removeFeedback = l.addFeedbackListener((records) => tracker.handleRecords(records));
       },
       () => {
+        throttle.close();
         const dropped = tracker.close();
         if (dropped > 0) node.warn(RED._('iothub-c2d-send.track.dropped', { n: dropped }));
         if (removeFeedback) removeFeedback();
@@ -111,19 +124,48 @@ module.exports = function (RED: NodeAPI) {
           send(out);
         });
       }
-      l.send(deviceId, message).then(
-        () => {
-          msg.messageId = messageId;
-          done();
-        },
-        (err: Error) => {
-          if (trackDelivery) tracker.forget(messageId);
-          done(err);
-        },
-      );
+      throttle
+        .send(() => l.send(deviceId, message), Date.now() + trackTimeoutMs)
+        .then(
+          () => {
+            msg.messageId = messageId;
+            done();
+          },
+          (err: Error) => {
+            if (trackDelivery) tracker.forget(messageId);
+            done(err);
+          },
+        );
+    }
+
+    /** msg.action "purge": empties the device's C2D queue and sends what the hub answered. */
+    function purge(msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void): void {
+      (async () => {
+        const deviceId = checkedDeviceId(
+          deviceIdType === 'str'
+            ? deviceIdValue || msg.deviceId
+            : await evaluate(node, deviceIdValue, deviceIdType, msg),
+        );
+        const l = held.lease ?? (held.error ? undefined : await ready);
+        if (!l) throw held.error ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
+        const result = await l.purge(deviceId);
+        send({ ...msg, deviceId, payload: { totalMessagesPurged: result.totalMessagesPurged, deviceId } });
+        done();
+      })().catch((err: Error) => done(err));
     }
 
     node.on('input', (msg, send, done) => {
+      if (msg.action !== undefined && msg.action !== 'send') {
+        if (msg.action === 'purge') return purge(msg, send, done);
+        done(
+          new IotHubError(
+            'INVALID_ARGUMENT',
+            `msg.action ${JSON.stringify(msg.action)} is not known: use "purge" to empty the device's queue, or leave msg.action unset to send`,
+            { field: 'action' },
+          ),
+        );
+        return;
+      }
       // A fixed device id, no property rows and a live connection need no await before the send itself: every
       // promise saved is one less object kept alive per msg in flight (a burst of thousands is GC-bound).
       const lease = held.lease;

@@ -6,7 +6,10 @@ import { ConnectionInfo, parseConnectionString } from './core/connection-string'
 import type { StatusEvent } from './core/state';
 import type { DeviceCredentials } from './core/transport';
 import { IotHubError } from './core/errors';
+import { HubAdmin } from './core/hub-admin';
+import { registerAdminApi } from './admin-api';
 import { Capabilities, capabilitiesOf, DeviceLease, DeviceUser, HubSession, ServiceLease } from './core/hub-session';
+import type { LocalHub } from './localhub/index';
 import { acquireLocalHub, releaseLocalHub } from './localhub/shared-hub';
 import { failureStatus } from './node-lease';
 import { certificateStatus } from './core/x509';
@@ -25,6 +28,8 @@ export interface ConnectionNode extends Node {
   ): Promise<DeviceLease>;
   useService(onStatus: (s: StatusEvent) => void): Promise<ServiceLease>;
   statusOf(ev: StatusEvent): NodeStatus;
+  /** The editor's view of this hub (src/admin-api.ts). */
+  admin?: Promise<HubAdmin>;
 }
 
 module.exports = function (RED: NodeAPI) {
@@ -90,10 +95,13 @@ module.exports = function (RED: NodeAPI) {
 
     let session: Promise<HubSession>;
     let usingLocalHub = false;
+    let acquiredLocal: Promise<LocalHub> | undefined;
     if (settings.mode === 'local') {
       usingLocalHub = true;
       node.capabilities = { service: true, anyDevice: true };
-      session = acquireLocalHub(settings.localHub, RED.settings.userDir).then((hub) => {
+      const local = acquireLocalHub(settings.localHub, RED.settings.userDir);
+      acquiredLocal = local;
+      session = local.then((hub) => {
         const connection = parseConnectionString(hub.hubConnectionString);
         return new HubSession({
           connection,
@@ -147,6 +155,10 @@ module.exports = function (RED: NodeAPI) {
     }
     // Users see the failure through their own calls; this keeps an unused rejection quiet.
     session.catch(() => undefined);
+    node.admin = usingLocalHub
+      ? Promise.all([session, acquiredLocal]).then(([s, hub]) => new HubAdmin(s, hub))
+      : session.then((s) => new HubAdmin(s));
+    node.admin.catch(() => undefined);
 
     node.useDevice = async (deviceId, user, settle, credentials) =>
       (await session).acquireDevice(deviceId, user, settle, credentials);
@@ -187,6 +199,8 @@ module.exports = function (RED: NodeAPI) {
       res.json({ ok: false, field: e?.field, message: e ? e.message : 'the connection string cannot be read' });
     }
   });
+
+  registerAdminApi(RED);
 
   RED.nodes.registerType('iothub-connection', IotHubConnectionNode as unknown as (this: Node, def: NodeDef) => void, {
     credentials: {

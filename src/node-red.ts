@@ -38,6 +38,7 @@ export interface NodeDef {
 export interface HttpRequest {
   body: Record<string, unknown>;
   params: Record<string, string>;
+  query?: Record<string, unknown>;
 }
 export interface HttpResponse {
   json(v: unknown): void;
@@ -68,6 +69,7 @@ export interface NodeAPI {
   };
   settings: { userDir?: string; [key: string]: unknown };
   httpAdmin: {
+    get(path: string, guard: HttpHandler, handler: (req: HttpRequest, res: HttpResponse) => void): void;
     post(path: string, guard: HttpHandler, handler: (req: HttpRequest, res: HttpResponse) => void): void;
   };
   auth: { needsPermission(p: string): HttpHandler };

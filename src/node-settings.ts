@@ -7,6 +7,8 @@ import { AckMode, ACK_MODES } from './core/message';
 import type { PayloadOutput } from './core/payload';
 import type { DeviceTransport } from './core/transport';
 import type { NodeDef } from './node-red';
+import type { LocalHubSettings } from './localhub/shared-hub';
+import type { Tier } from './localhub/tiers';
 
 const DEVICE_TRANSPORTS: readonly DeviceTransport[] = ['mqtt', 'mqtt-ws', 'amqp', 'amqp-ws'];
 const PAYLOAD_OUTPUTS: readonly PayloadOutput[] = ['auto', 'string', 'buffer', 'json'];
@@ -36,7 +38,7 @@ export interface ConnectionSettings {
   /** Names an environment variable holding the connection string, so an exported flow carries no secret. */
   connectionStringEnv: string;
   ports: { mqtt?: number; amqp?: number; ws?: number };
-  localHub: { mqttsPort?: number; amqpsPort?: number; httpsPort?: number; dataDir?: string };
+  localHub: LocalHubSettings;
 }
 
 export function connectionSettings(def: NodeDef): ConnectionSettings {
@@ -56,6 +58,8 @@ export function connectionSettings(def: NodeDef): ConnectionSettings {
       amqpsPort: port(lh.amqpsPort),
       httpsPort: port(lh.httpsPort),
       dataDir: typeof lh.dataDir === 'string' && lh.dataDir ? lh.dataDir : undefined,
+      // "" or absent: unthrottled; a bad tier or unit count stops the local hub with the error (tiers.ts).
+      ...(typeof lh.tier === 'string' && lh.tier ? { tier: lh.tier as Tier, units: positive(lh.units, 1) } : {}),
     },
   };
 }

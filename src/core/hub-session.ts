@@ -7,6 +7,8 @@ import { ConnectionInfo } from './connection-string';
 import { ConnectGate } from './connect-gate';
 import { DeviceClient } from './device-client';
 import { IotHubError } from './errors';
+import { HubActivity } from './hub-activity';
+import { HubRest, PurgeResult } from './hub-rest';
 import { C2DMessage, checkDeviceId, FeedbackRecord, ReceivedC2DMessage } from './message';
 import { RetryOptions } from './retry';
 import { ServiceClient } from './service-client';
@@ -55,6 +57,8 @@ export interface DeviceLease {
 
 export interface ServiceLease {
   send(deviceId: string, m: C2DMessage): Promise<void>;
+  /** Empties the device's C2D queue (REST over HTTPS); feedback `Purged` follows for the messages that asked for it. */
+  purge(deviceId: string): Promise<PurgeResult>;
   /** onError hears of feedback that could not be read (it is dead-lettered), with the body as it came. */
   addFeedbackListener(
     fn: (records: FeedbackRecord[]) => void | Promise<void>,
@@ -96,6 +100,9 @@ export class HubSession {
   private closed = false;
   /** Many devices (one node acting as a fleet) dial in turn, not all at once: see ConnectGate. */
   private readonly gate: ConnectGate;
+  /** Sends and feedback of the back end, for the editor. */
+  readonly activity = new HubActivity();
+  private restClient: HubRest | undefined;
 
   constructor(private readonly o: HubSessionOptions) {
     this.gate = new ConnectGate(o.connectConcurrency ?? 100);
@@ -108,6 +115,34 @@ export class HubSession {
   /** Device ids with an open connection (tests and the editor). */
   get deviceIds(): string[] {
     return [...this.devices.keys()];
+  }
+
+  /** Whether a node of this config reads the hub's feedback (what the activity's counts come from). */
+  get feedbackListening(): boolean {
+    return !!this.service?.client.feedbackListening;
+  }
+
+  /** The service REST API (purge, registry): needs a hub policy connection string. */
+  get rest(): HubRest {
+    const c = this.o.connection;
+    if (c.kind !== 'service' || !c.sharedAccessKeyName || !c.sharedAccessKey) {
+      throw new IotHubError(
+        'INVALID_CONNECTION_STRING',
+        'purging and reading the registry need a hub policy connection string (e.g. "iothubowner"), not a device connection string',
+        { field: 'connectionString' },
+      );
+    }
+    this.restClient ??= new HubRest({
+      hostName: c.hostName,
+      connectHost: this.o.connectHost,
+      // The REST API shares port 443 with the WebSocket transports.
+      port: this.o.ports?.ws,
+      tls: this.o.tls,
+      ca: this.o.ca,
+      sharedAccessKeyName: c.sharedAccessKeyName,
+      sharedAccessKey: c.sharedAccessKey,
+    });
+    return this.restClient;
   }
 
   private deviceCredentials(deviceId: string): DeviceCredentials {
@@ -263,6 +298,7 @@ export class HubSession {
         s.lastStatus = ev;
         for (const u of s.users) (u as (e: StatusEvent) => void)(ev);
       });
+      client.on('records', (records: FeedbackRecord[]) => this.activity.feedback(records));
       this.service = s;
       client.open();
     }
@@ -275,7 +311,16 @@ export class HubSession {
     if (s.lastStatus) onStatus(s.lastStatus);
     const removers = new Set<() => void>();
     return {
-      send: (deviceId, m) => s.client.send(deviceId, m),
+      send: (deviceId, m) => {
+        const row = this.activity.sent(deviceId, m.messageId);
+        const p = s.client.send(deviceId, m);
+        p.then(
+          () => this.activity.settled(row),
+          (err: IotHubError) => this.activity.settled(row, err),
+        );
+        return p;
+      },
+      purge: (deviceId) => this.rest.purge(deviceId),
       addFeedbackListener: (fn, onError) => {
         const removeListener = s.client.addFeedbackListener(fn);
         if (onError) s.client.on('feedbackError', onError);

@@ -240,6 +240,8 @@ export class ServiceClient extends EventEmitter {
     try {
       await Promise.all([...this.feedbackListeners].map((fn) => fn(records)));
       delivery.accept();
+      // Once per record taken (a released batch comes back): the session's activity counts these.
+      this.emit('records', records);
     } catch (err) {
       delivery.release();
       this.emit('feedbackError', err);
@@ -319,14 +321,14 @@ export class ServiceClient extends EventEmitter {
     const first = this.waiting[this.head];
     if (first && first.deadline <= now) {
       const keep: PendingSend[] = [];
+      const waited = Math.round((this.o.pendingTimeoutMs ?? 30_000) / 1000);
+      // Connected, the sends waited for the hub's link credit (it grants it as it keeps up), not for a connection.
+      const expired =
+        this.life.state === 'connected'
+          ? new IotHubError('TIMEOUT', `the hub took no more messages for ${waited} s; the message was not sent`)
+          : new IotHubError('NOT_CONNECTED', `not connected to the hub for ${waited} s; the message was not sent`);
       for (const p of this.takeWaiting()) {
-        if (p.deadline <= now)
-          p.reject(
-            new IotHubError(
-              'NOT_CONNECTED',
-              `not connected to the hub for ${Math.round((this.o.pendingTimeoutMs ?? 30_000) / 1000)} s; the message was not sent`,
-            ),
-          );
+        if (p.deadline <= now) p.reject(expired);
         else keep.push(p);
       }
       this.waiting = keep;
@@ -375,6 +377,11 @@ export class ServiceClient extends EventEmitter {
       });
       this.drain();
     });
+  }
+
+  /** Whether feedback is being read (some listener wants it). */
+  get feedbackListening(): boolean {
+    return this.feedbackListeners.size > 0;
   }
 
   /** Feedback flows while at least one listener is registered; each sees every record. */

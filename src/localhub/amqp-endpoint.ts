@@ -21,6 +21,7 @@ import { fromAmqpMessage, toAmqpMessage } from '../core/amqp-codec';
 import { AMQP_CONDITIONS, IotHubError } from '../core/errors';
 import { encodeFeedbackBody, FEEDBACK_CONTENT_TYPE } from '../core/feedback';
 import { HubContext } from './context';
+import { ServerSockets } from './server-sockets';
 import { QueuedMessage } from './c2d-queues';
 import { FeedbackBatch } from './feedback-queue';
 import { Identity } from './registry';
@@ -96,7 +97,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   const container = create_container({ id: `iothub-local-${hub.hubName}` });
   const states = new WeakMap<Connection, ConnState>();
   const connections = new Set<Connection>();
-  const servers: net.Server[] = [];
+  const servers = new ServerSockets();
   const serverOptions = { autoaccept: false, autosettle: false, tcp_no_delay: true };
 
   const mechanisms = container.sasl_server_mechanisms as unknown as Record<string, () => SaslMechanism>;
@@ -384,18 +385,25 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
         );
       }
       const model = fromAmqpMessage(msg);
-      hub.queues.enqueue(deviceId, {
-        body: model.body,
-        messageId: model.messageId,
-        correlationId: model.correlationId,
-        userId: model.userId,
-        to: model.to,
-        expiryTimeUtc: model.expiryTimeUtc,
-        contentType: model.contentType,
-        contentEncoding: model.contentEncoding,
-        ack: model.ack,
-        properties: model.properties,
-      });
+      // The tier's throttle counts sends the hub takes: one the queue refuses gives its slot back.
+      hub.c2dThrottle?.take();
+      try {
+        hub.queues.enqueue(deviceId, {
+          body: model.body,
+          messageId: model.messageId,
+          correlationId: model.correlationId,
+          userId: model.userId,
+          to: model.to,
+          expiryTimeUtc: model.expiryTimeUtc,
+          contentType: model.contentType,
+          contentEncoding: model.contentEncoding,
+          ack: model.ack,
+          properties: model.properties,
+        });
+      } catch (err) {
+        hub.c2dThrottle?.refund();
+        throw err;
+      }
       outcome = { ok: true };
     } catch (err) {
       const e = err as IotHubError;
@@ -442,17 +450,11 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     return key !== undefined && wsPeers.has(key) ? wsPeers.get(key) : s;
   }
 
-  const sockets = new Set<net.Socket>();
   function listen(options: object, port: number, host: string): Promise<number> {
     return new Promise((resolve, reject) => {
       const server = container.listen({ ...serverOptions, ...options, port, host } as never) as unknown as net.Server;
-      servers.push(server);
-      const event = 'key' in options ? 'secureConnection' : 'connection';
-      server.on(event, (socket: net.Socket) => {
-        socket.setNoDelay(true);
-        sockets.add(socket);
-        socket.on('close', () => sockets.delete(socket));
-      });
+      servers.add(server);
+      server.on('connection', (socket: net.Socket) => socket.setNoDelay(true));
       server.once('error', reject);
       server.once('listening', () => {
         server.off('error', reject);
@@ -489,8 +491,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
           // Already gone.
         }
       }
-      for (const s of sockets) s.destroy();
-      await Promise.all(servers.map((s) => new Promise((r) => s.close(() => r(undefined)))));
+      await servers.close();
     },
   };
 }

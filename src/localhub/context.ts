@@ -1,4 +1,5 @@
 /** What the local hub's endpoints share: the registry, the queues and the one-connection-per-device rule. */
+import type { C2DThrottle } from './tiers';
 import { C2DQueues } from './c2d-queues';
 import { FeedbackQueue } from './feedback-queue';
 import { Registry } from './registry';
@@ -15,6 +16,8 @@ export interface HubContext {
   /** Registers the live connection of a device; the previous one is closed (IoT Hub allows one). */
   claimDevice(deviceId: string, kick: () => void): () => void;
   isDeviceConnected(deviceId: string): boolean;
+  /** The tier's C2D send throttle (tiers.ts); none: unthrottled. */
+  c2dThrottle?: C2DThrottle;
 }
 
 export function deviceSessions(): Pick<HubContext, 'claimDevice' | 'isDeviceConnected'> & {

@@ -11,7 +11,10 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import { IotHubError } from '../core/errors';
 import { AmqpEndpoint } from './amqp-endpoint';
 import { HubContext } from './context';
+import { ServerSockets } from './server-sockets';
 import { MqttEndpoint } from './mqtt-endpoint';
+import { DpsEndpoint } from './dps-mqtt';
+import { handleDpsRequest, isDpsPath } from './dps-rest';
 import { authTypeOf, Device, Permission } from './registry';
 
 function deviceJson(hub: HubContext, d: Device): object {
@@ -94,6 +97,7 @@ export function createHttpsEndpoint(
   mqtt: MqttEndpoint,
   key: string,
   cert: string,
+  dps?: DpsEndpoint,
 ) {
   const authorize = (req: IncomingMessage, need: Permission) => {
     const auth = req.headers.authorization;
@@ -106,7 +110,21 @@ export function createHttpsEndpoint(
   };
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // DPS's REST paths too: its HTTP transport always dials port 443, where this port usually is
+    // (docs/PROTOCOL.md, DPS section, the fact on the provisioning host).
+    if (dps && isDpsPath(req.url)) return handleDpsRequest(dps.provisioning, req, res);
     const url = new URL(req.url ?? '/', 'https://local');
+    if (/^\/devices\/?$/.test(url.pathname)) {
+      // The registry's list (Registry.list in azure-iothub): GET /devices?top=N, at most 1000 as IoT Hub.
+      if (req.method !== 'GET') throw new HttpError(405, 'MethodNotAllowed', 'use GET to list devices');
+      authorize(req, 'registryRead');
+      const top = Math.min(1000, Math.max(1, Number(url.searchParams.get('top')) || 1000));
+      return send(
+        res,
+        200,
+        [...hub.registry.devices.values()].slice(0, top).map((d) => deviceJson(hub, d)),
+      );
+    }
     const m = /^\/devices\/([^/]+)(\/commands)?\/?$/.exec(url.pathname);
     if (!m) throw new HttpError(404, 'NotFound', `no such resource: ${url.pathname}`);
     const deviceId = decodeURIComponent(m[1]);
@@ -183,12 +201,9 @@ export function createHttpsEndpoint(
       });
     });
   });
-  const sockets = new Set<net.Socket>();
-  server.on('secureConnection', (s: net.Socket) => {
-    s.setNoDelay(true);
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
+  const servers = new ServerSockets();
+  servers.add(server);
+  server.on('connection', (s: net.Socket) => s.setNoDelay(true));
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -206,11 +221,12 @@ export function createHttpsEndpoint(
       else if (/^mqtt$/i.test(ws.protocol) && p === '/$iothub/websocket') {
         // The stream answers for the TLS connection under it: its client certificate (see x509-auth peerChain).
         const tlsSocket = req.socket as TLSSocket;
-        mqtt.handleStream(
-          Object.assign(createWebSocketStream(ws), {
-            getPeerCertificate: (detailed: boolean) => tlsSocket.getPeerCertificate(detailed),
-          }),
-        );
+        const stream = Object.assign(createWebSocketStream(ws), {
+          getPeerCertificate: (detailed: boolean) => tlsSocket.getPeerCertificate(detailed),
+        });
+        // DPS's MQTT over WebSockets dials this same path on 443: its CONNECT's user name tells it from a device's.
+        if (dps) dps.handleMqttStream(stream, (s) => mqtt.handleStream(s));
+        else mqtt.handleStream(stream);
       } else ws.close(1002, 'unsupported subprotocol');
     });
   });
@@ -227,8 +243,7 @@ export function createHttpsEndpoint(
     },
     async close(): Promise<void> {
       for (const c of wss.clients) c.terminate();
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(() => r(undefined)));
+      await servers.close();
       wss.close();
     },
   };

@@ -7,6 +7,7 @@ import * as tls from 'node:tls';
 import { Duplex } from 'node:stream';
 import { c2dSubscription, c2dTopic } from '../core/property-bag';
 import { HubContext } from './context';
+import { ServerSockets } from './server-sockets';
 import { QueuedMessage } from './c2d-queues';
 import { peerChain } from './x509-auth';
 
@@ -30,10 +31,11 @@ interface Session {
   corked: boolean;
 }
 
-/** PUBLISH, QoS 1, not retained: written by hand so no copy of the message stays in the broker. */
-function publishPacket(topic: string, messageId: number, payload: Buffer): Buffer {
+/** PUBLISH, not retained, written by hand: QoS 1 with a message id (no copy stays in the broker), else QoS 0. */
+export function publishPacket(topic: string, messageId: number | undefined, payload: Buffer): Buffer {
   const t = Buffer.from(topic, 'utf8');
-  const remaining = 2 + t.length + 2 + payload.length;
+  const idLength = messageId === undefined ? 0 : 2;
+  const remaining = 2 + t.length + idLength + payload.length;
   const len: number[] = [];
   let x = remaining;
   do {
@@ -42,15 +44,15 @@ function publishPacket(topic: string, messageId: number, payload: Buffer): Buffe
     if (x > 0) b |= 0x80;
     len.push(b);
   } while (x > 0);
-  const head = Buffer.alloc(1 + len.length + 2 + t.length + 2);
+  const head = Buffer.alloc(1 + len.length + 2 + t.length + idLength);
   let o = 0;
-  head[o++] = 0x32;
+  head[o++] = messageId === undefined ? 0x30 : 0x32;
   for (const b of len) head[o++] = b;
   head.writeUInt16BE(t.length, o);
   o += 2;
   t.copy(head, o);
   o += t.length;
-  head.writeUInt16BE(messageId, o);
+  if (messageId !== undefined) head.writeUInt16BE(messageId, o);
   return Buffer.concat([head, payload]);
 }
 
@@ -239,19 +241,16 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
   }, 1000);
   expirySweep.unref();
 
-  const servers: net.Server[] = [];
-  const sockets = new Set<net.Socket>();
+  const servers = new ServerSockets();
   return {
     listenTls(port, host, key, cert) {
       return new Promise((resolve, reject) => {
         // Client certificates are asked for (X.509 devices) but checked against the registry, not a CA.
         const server = tls.createServer({ key, cert, requestCert: true, rejectUnauthorized: false }, (socket) => {
           socket.setNoDelay(true);
-          sockets.add(socket);
-          socket.on('close', () => sockets.delete(socket));
           broker.handle(socket as never);
         });
-        servers.push(server);
+        servers.add(server);
         server.once('error', reject);
         server.listen(port, host, () => {
           server.off('error', reject);
@@ -264,8 +263,7 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
     },
     async close() {
       clearInterval(expirySweep);
-      for (const s of sockets) s.destroy();
-      await Promise.all(servers.map((s) => new Promise((r) => s.close(() => r(undefined)))));
+      await servers.close();
       await new Promise<void>((r) => broker.close(() => r()));
     },
   };

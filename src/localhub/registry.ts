@@ -255,7 +255,7 @@ export class Registry {
   /**
    * A device that presented a client certificate in the TLS handshake: chain[0] is its certificate, the rest what it
    * sent along (intermediates). Self-signed devices match a thumbprint, CA-signed ones chain to a verified CA with CN =
-   * device id; both must be within their validity period (docs/PROTOCOL.md section 9).
+   * device id; both must be within their validity period (docs/PROTOCOL.md section 10).
    */
   authenticateCertificate(deviceId: string, chain: X509Certificate[], now = Date.now()): Identity {
     const d = this.devices.get(deviceId);

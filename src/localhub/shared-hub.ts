@@ -4,18 +4,24 @@
  */
 import * as path from 'node:path';
 import { LocalHub, LocalHubOptions, start } from './index';
+import type { Tier } from './tiers';
 
 export interface LocalHubSettings {
   mqttsPort?: number;
   amqpsPort?: number;
   httpsPort?: number;
+  /** The DPS port (MQTT and HTTPS); 0, the default, picks a free one. */
+  dpsPort?: number;
   dataDir?: string;
+  /** IoT Hub tier whose C2D throttle applies (tiers.ts); none: unthrottled. */
+  tier?: Tier;
+  units?: number;
 }
 
 let running: { hub: Promise<LocalHub>; users: number; key: string; stopTimer?: NodeJS.Timeout } | undefined;
 
 function keyOf(s: LocalHubSettings): string {
-  return JSON.stringify([s.mqttsPort, s.amqpsPort, s.httpsPort, s.dataDir]);
+  return JSON.stringify([s.mqttsPort, s.amqpsPort, s.httpsPort, s.dpsPort, s.dataDir, s.tier, s.units]);
 }
 
 /** Default ports avoid 443 (needs root) and the standard 8883/5671 a real broker may hold. */
@@ -44,8 +50,11 @@ export function acquireLocalHub(settings: LocalHubSettings, userDir: string | un
         amqps: settings.amqpsPort ?? LOCAL_DEFAULTS.amqpsPort,
         amqp: 0,
         https: settings.httpsPort ?? LOCAL_DEFAULTS.httpsPort,
+        dps: settings.dpsPort ?? 0,
       },
       autoRegister: true,
+      tier: settings.tier,
+      units: settings.units,
     };
     const hub = start(options);
     running = { hub, users: 0, key };

@@ -1,5 +1,5 @@
 /**
- * X.509 device authentication as IoT Hub does it (docs/PROTOCOL.md section 9): a self-signed device is known by the
+ * X.509 device authentication as IoT Hub does it (docs/PROTOCOL.md section 10): a self-signed device is known by the
  * SHA-1 or SHA-256 thumbprint of its certificate (primary or secondary); a CA-signed one by a chain up to a verified CA
  * registered with the hub, with its subject CN equal to the device id. Either way the certificate must be in its
  * validity period.

@@ -42,12 +42,32 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
       '0',
       '--https-port',
       '0',
+      '--dps-port',
+      '0',
       '--device',
       'cli-dev',
+      '--enrollment',
+      'cli-enrolled',
+      '--enrollment-group',
+      `cli-group:${Buffer.alloc(32, 3).toString('base64')}`,
     ]);
     const info = JSON.parse(await firstLine);
-    assert.deepEqual(Object.keys(info).sort(), ['caCertPath', 'devices', 'hostName', 'hubConnectionString', 'ports']);
-    assert.deepEqual(Object.keys(info.ports).sort(), ['amqp', 'amqps', 'https', 'mqtts']);
+    assert.deepEqual(Object.keys(info).sort(), [
+      'caCertPath',
+      'devices',
+      'enrollmentGroups',
+      'enrollments',
+      'hostName',
+      'hubConnectionString',
+      'idScope',
+      'ports',
+      'provisioningHost',
+    ]);
+    assert.deepEqual(Object.keys(info.ports).sort(), ['amqp', 'amqps', 'dps', 'https', 'mqtts']);
+    assert.match(info.idScope, /^0ne[0-9A-F]{8}$/);
+    assert.equal(info.provisioningHost, `localhost:${info.ports.dps}`);
+    assert.match(info.enrollments['cli-enrolled'], /^[A-Za-z0-9+/]{43}=$/);
+    assert.deepEqual(info.enrollmentGroups, { 'cli-group': Buffer.alloc(32, 3).toString('base64') });
     assert.ok(Object.values(info.ports).every((p) => Number.isInteger(p) && p > 0));
     assert.equal(info.hostName, 'localhost');
     assert.match(
@@ -66,6 +86,20 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
       await svc.send('cli-dev', new Message('via the command line'));
       await svc.close();
       assert.equal(await got, 'via the command line');
+      // The DPS the line names: the official provisioning SDK registers the enrollment given by --enrollment.
+      const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
+      const { Mqtt: ProvisioningMqtt } = require('azure-iot-provisioning-device-mqtt');
+      const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
+      const security = new SymmetricKeySecurityClient('cli-enrolled', info.enrollments['cli-enrolled']);
+      const reg = ProvisioningDeviceClient.create(
+        info.provisioningHost,
+        info.idScope,
+        new ProvisioningMqtt(),
+        security,
+      );
+      const result = await reg.register();
+      assert.equal(result.status, 'assigned');
+      assert.equal(result.assignedHub, `localhost:${info.ports.mqtts}`);
     }
     child.kill(signal);
     const end = await exited;
@@ -83,4 +117,15 @@ test('bad flags are refused with the usage', async () => {
   const end = await exited;
   assert.equal(end.code, 2);
   assert.match(err, /--mqtt-port needs a port number/);
+});
+
+test('a bad --enrollment is refused, naming the flag and the rule', async () => {
+  const { child, exited } = runCli(['--enrollment', 'no spaces allowed']);
+  let err = '';
+  child.stderr.on('data', (c) => {
+    err += c;
+  });
+  const end = await exited;
+  assert.equal(end.code, 2);
+  assert.match(err, /--enrollment: the registration id "no spaces allowed" must be 1 to 128 characters/);
 });
