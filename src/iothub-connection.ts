@@ -16,6 +16,7 @@ import { Proxy, proxyFor } from './core/proxy';
 import type { LocalHub } from './localhub/index';
 import { acquireLocalHub, releaseLocalHub } from './localhub/shared-hub';
 import { failureStatus, markLogged } from './node-lease';
+import { certificateStatus } from './core/x509';
 import { connectionSettings, ConnectionSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeStatus } from './node-red';
 
@@ -83,21 +84,25 @@ module.exports = function (RED: NodeAPI) {
         return {
           fill: 'yellow',
           shape: 'ring',
-          text: because(
-            ev,
-            RED._('iothub-connection.status.reconnecting', {
-              s: Math.ceil((ev.nextRetryMs ?? 0) / 1000),
-              n: ev.attempt ?? 1,
-            }),
-          ),
+          text:
+            certificateStatus(ev.error) ??
+            because(
+              ev,
+              RED._('iothub-connection.status.reconnecting', {
+                s: Math.ceil((ev.nextRetryMs ?? 0) / 1000),
+                n: ev.attempt ?? 1,
+              }),
+            ),
         };
       case 'unauthorized':
         return {
           fill: 'red',
           shape: 'ring',
-          text: ev.provisioning
-            ? RED._('iothub-connection.status.dpsUnauthorized', { s: Math.ceil((ev.nextRetryMs ?? 0) / 1000) })
-            : RED._('iothub-connection.status.unauthorized'),
+          text:
+            certificateStatus(ev.error) ??
+            (ev.provisioning
+              ? RED._('iothub-connection.status.dpsUnauthorized', { s: Math.ceil((ev.nextRetryMs ?? 0) / 1000) })
+              : RED._('iothub-connection.status.unauthorized')),
         };
       case 'error':
         return ev.error
@@ -223,6 +228,7 @@ module.exports = function (RED: NodeAPI) {
               ca: expandEnv(node, node.credentials?.ca) || undefined,
               cert: expandEnv(node, node.credentials?.cert) || undefined,
               key: expandEnv(node, node.credentials?.key) || undefined,
+              passphrase: expandEnv(node, node.credentials?.passphrase) || undefined,
             }),
           )
         : Promise.reject(node.configError);
@@ -398,6 +404,7 @@ module.exports = function (RED: NodeAPI) {
       key: { type: 'password' },
       proxyUser: { type: 'text' },
       proxyPassword: { type: 'password' },
+      passphrase: { type: 'password' },
     },
   });
 };

@@ -15,10 +15,12 @@ import WebSocket from 'ws';
 import type { ResolvedEndpoint } from './endpoint';
 import { fromSocketError, IotHubError, peerText } from './errors';
 import { tlsThroughProxy, wsThroughProxy } from './proxy';
+import { untrustedServer } from './x509';
 
 export interface AmqpTls {
   cert?: string;
   key?: string;
+  passphrase?: string;
 }
 
 export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extra: AmqpTls = {}): Connection {
@@ -41,6 +43,7 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
       key: extra.key,
       // Through an HTTP proxy: the WebSocket's TLS over a CONNECT tunnel (proxy.ts).
       ...(e.proxy ? { createConnection: wsThroughProxy(e.proxy, e.connectTimeoutMs) } : {}),
+      passphrase: extra.passphrase,
     } as never);
     connection = container.connect({ ...common, connection_details: details } as unknown as ConnectionOptions);
   } else if (e.proxy && e.tls) {
@@ -74,6 +77,7 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
             rejectUnauthorized: e.rejectUnauthorized,
             cert: extra.cert,
             key: extra.key,
+            passphrase: extra.passphrase,
           }
         : {}),
     } as ConnectionOptions);
@@ -243,6 +247,10 @@ export function amqpConnectionError(ctx: EventContext): IotHubError {
       { cause: broken },
     );
   const err = ctx.error as { condition?: string; description?: string; message?: string } | undefined;
+  const servername = (ctx.connection as unknown as { options?: { servername?: string } } | undefined)?.options
+    ?.servername;
+  const untrusted = untrustedServer(err, servername ?? 'the hub');
+  if (untrusted) return untrusted;
   // A socket that failed (no such host, refused, a certificate, a proxy): say which, with the fix.
   const dialled = fromSocketError(err, ctx.connection ? targetOf.get(ctx.connection) : undefined);
   if (dialled) return dialled;

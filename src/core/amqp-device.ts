@@ -9,6 +9,11 @@ import type { DeviceClientOptions, DeviceSession, SettleOutcome, TransportEvents
 import { fromAmqpError, IotHubError } from './errors';
 import { deviceResourceUri, parseSasToken } from './sas';
 
+/** A terminus the peer sent as AMQP null (rhea hands it over as null or as a typed Null). */
+function isNullTerminus(t: unknown): boolean {
+  return t === null || t === undefined || (t as { type?: { typecode?: number } }).type?.typecode === 0x40;
+}
+
 export function connectAmqp(
   o: DeviceClientOptions,
   e: ResolvedEndpoint,
@@ -19,7 +24,7 @@ export function connectAmqp(
   const connection: Connection = openAmqpConnection(
     e,
     o.transport === 'amqp-ws',
-    'cert' in creds ? { cert: creds.cert, key: creds.key } : {},
+    'cert' in creds ? { cert: creds.cert, key: creds.key, passphrase: creds.passphrase } : {},
   );
   const dispositions = new DispositionQueue();
   const unsettled = new Map<string, Delivery>();
@@ -54,7 +59,15 @@ export function connectAmqp(
       autoaccept: false,
       credit_window: 1000,
     });
-    receiver.on('receiver_open', () => events.connected());
+    // A refused attach comes back with a null source and the detach right behind it (AMQP 1.0 section 2.6.3): wait a
+    // turn for that detach rather than report connected, which reset the backoff before each refusal. (Some hubs
+    // answer a good attach with a null source too: it is connected a turn later.)
+    receiver.on('receiver_open', (ctx: EventContext) => {
+      if (!isNullTerminus(ctx.receiver?.source)) return events.connected();
+      setImmediate(() => {
+        if (!done && receiver?.is_open()) events.connected();
+      });
+    });
     receiver.on('receiver_error', (ctx: EventContext) => {
       failure = fromAmqpError(ctx.receiver?.error as { condition?: string; description?: string });
     });

@@ -14,6 +14,7 @@ import { connectMqtt } from './mqtt-device';
 import { createSasToken, deviceResourceUri, parseSasToken } from './sas';
 import type { ConnectionState } from './state';
 import { ChooserTarget, TransportChooser } from './transport-choice';
+import { certificateRefused } from './x509';
 import {
   DEFAULT_DEVICE_PORTS,
   DeviceClientOptions,
@@ -205,6 +206,9 @@ export class DeviceClient extends EventEmitter {
         this.session = undefined;
         // Held messages were never acknowledged on that connection: the hub delivers them again.
         this.held = [];
+        const c = this.o.credentials;
+        // The hub does not say why it refused a certificate: the certificate may.
+        if (err?.code === 'UNAUTHORIZED' && 'cert' in c) err = certificateRefused(c.cert, this.o.deviceId);
         this.life.lost(err, () => this.connect());
       },
     };

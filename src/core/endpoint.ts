@@ -4,8 +4,10 @@ import type { Proxy } from './proxy';
 export interface Endpoint {
   /** HostName from the connection string (SAS scope, MQTT user name); may carry :port. */
   hostName: string;
-  /** Where to dial instead (a gateway, 127.0.0.1 for the local hub). */
+  /** Where to dial instead (127.0.0.1 for the local hub); the certificate is still checked against HostName. */
   connectHost?: string;
+  /** An IoT Edge gateway (GatewayHostName, may carry :port): dialled, and its certificate checked, by this name. */
+  gatewayHostName?: string;
   port?: number;
   ca?: string;
   rejectUnauthorized?: boolean;
@@ -36,12 +38,13 @@ export interface ResolvedEndpoint {
 
 export function resolveEndpoint(e: Endpoint, defaultPort: number): ResolvedEndpoint {
   const m = /^(.*?)(?::(\d+))?$/.exec(e.hostName) as RegExpExecArray;
-  const bareHost = m[1];
+  const g = e.gatewayHostName ? (/^(.*?)(?::(\d+))?$/.exec(e.gatewayHostName) as RegExpExecArray) : undefined;
+  const bareHost = g ? g[1] : m[1];
   const keepAliveSec = e.keepAliveSec && e.keepAliveSec > 0 ? e.keepAliveSec : 180;
   return {
     host: e.connectHost || bareHost,
     hostName: e.hostName,
-    port: e.port || (m[2] ? Number(m[2]) : defaultPort),
+    port: e.port || (g ? (g[2] ? Number(g[2]) : defaultPort) : m[2] ? Number(m[2]) : defaultPort),
     servername: bareHost,
     ca: e.ca,
     rejectUnauthorized: e.rejectUnauthorized !== false,

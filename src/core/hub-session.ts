@@ -22,6 +22,7 @@ import type {
   UnreadableMessage,
 } from './transport';
 import { TransportChooser } from './transport-choice';
+import { readClientCertificate } from './x509';
 
 export interface HubSessionOptions {
   connection: ConnectionInfo;
@@ -36,6 +37,8 @@ export interface HubSessionOptions {
   ca?: string;
   cert?: string;
   key?: string;
+  /** Of an encrypted client key. */
+  passphrase?: string;
   tokenLifetimeSec?: number;
   keepAliveSec?: number;
   retry?: RetryOptions;
@@ -168,7 +171,7 @@ export class HubSession {
             field: 'cert',
           });
         }
-        return { cert: this.o.cert, key: this.o.key };
+        return readClientCertificate({ cert: this.o.cert, key: this.o.key, passphrase: this.o.passphrase });
       }
       if (c.sharedAccessSignature) return { sharedAccessSignature: c.sharedAccessSignature };
       return { sharedAccessKey: c.sharedAccessKey as string, sharedAccessKeyName: c.sharedAccessKeyName };
@@ -234,7 +237,8 @@ export class HubSession {
     if (!shared) {
       const options: DeviceClientOptions = {
         hostName: this.o.connection.hostName,
-        connectHost: this.o.connectHost ?? this.o.connection.gatewayHostName,
+        connectHost: this.o.connectHost,
+        gatewayHostName: this.o.connection.gatewayHostName,
         port: this.devicePort(),
         tls: this.o.tls,
         ca: this.o.ca,

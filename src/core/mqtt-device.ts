@@ -5,6 +5,7 @@ import type { DeviceClientOptions, DeviceSession, TransportEvents } from './tran
 import { fromConnackCode, fromSocketError, IotHubError } from './errors';
 import { c2dSubscription, decodeC2DPublish } from './property-bag';
 import { openTunnel, wsThroughProxy } from './proxy';
+import { untrustedServer } from './x509';
 
 const API_VERSION = '2021-04-12';
 const SERVER_BOUND = new Set(['connect', 'subscribe', 'unsubscribe', 'pingreq', 'disconnect']);
@@ -34,7 +35,7 @@ export function connectMqtt(
     ca: e.ca,
     servername: e.servername,
     rejectUnauthorized: e.rejectUnauthorized,
-    ...('cert' in creds ? { cert: creds.cert, key: creds.key } : {}),
+    ...('cert' in creds ? { cert: creds.cert, key: creds.key, passphrase: creds.passphrase } : {}),
   };
   const url = ws ? `wss://${e.host}:${e.port}/$iothub/websocket` : `${e.tls ? 'mqtts' : 'mqtt'}://${e.host}:${e.port}`;
   // Through an HTTP proxy: TLS (ours, or the WebSocket's) over a CONNECT tunnel (proxy.ts).
@@ -86,6 +87,8 @@ export function connectMqtt(
             )
           : (fromSocketError(err, e) ??
             new IotHubError('CONNECTION_LOST', `connection failed: ${err.message}`, { cause: err }));
+    // A server certificate we do not trust (a gateway whose CA is not given) says so, with the fix.
+    lastError = untrustedServer(err, e.servername) ?? lastError;
     // mqtt.js reports a packet it cannot parse (reserved flag bits, both QoS bits, a bad length) and goes on reading the
     // stream out of step. MQTT says to close the connection on a protocol violation [MQTT-4.8.0-1]: do, and connect again.
     if (!ended) client.end(true);

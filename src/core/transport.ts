@@ -24,7 +24,7 @@ export const DEFAULT_DEVICE_PORTS: Record<DeviceTransportChoice, number> = {
 export type DeviceCredentials =
   | { sharedAccessKey: string; sharedAccessKeyName?: string }
   | { sharedAccessSignature: string }
-  | { cert: string; key: string };
+  | { cert: string; key: string; passphrase?: string };
 
 export interface DeviceClientOptions extends Endpoint {
   deviceId: string;

@@ -25,6 +25,7 @@ import { ServerSockets } from './server-sockets';
 import { QueuedMessage } from './c2d-queues';
 import { FeedbackBatch } from './feedback-queue';
 import { Identity } from './registry';
+import { peerChain } from './x509-auth';
 
 /** An open link: whose token keeps it open (a device id, or '' for the back end) and what it holds (a queue, the feedback). */
 interface LinkState {
@@ -44,10 +45,26 @@ interface ConnState {
 class SaslMechanism {
   outcome: boolean | undefined;
   username: string | undefined;
-  constructor(private readonly check: (response: Buffer | undefined, m: SaslMechanism) => boolean) {}
+  constructor(
+    private readonly check: (response: Buffer | undefined, m: SaslMechanism) => boolean,
+    readonly name = '',
+  ) {}
   start(response?: Buffer): void {
     this.outcome = this.check(response, this);
   }
+}
+
+/** How a client came in: "none" (the AMQP header straight after TLS) or the SASL mechanism it chose. */
+function saslOf(conn: Connection): string {
+  const t = (conn as unknown as { sasl_transport?: SaslTransportView }).sasl_transport;
+  if (!t || t.header_received?.protocol_id === 0) return 'none';
+  const m = (t.selected ?? t).mechanism;
+  return m ? m.name || m.constructor.name.replace(/Server$/, '').toUpperCase() : 'unknown';
+}
+interface SaslTransportView {
+  header_received?: { protocol_id: number };
+  selected?: SaslTransportView;
+  mechanism?: { name?: string; constructor: { name: string } };
 }
 
 const path = (address: string | undefined): string => (address ?? '').replace(/^amqps?:\/\/[^/]+/i, '').toLowerCase();
@@ -56,10 +73,23 @@ function unauthorizedLink(link: Sender | Receiver, text: string): void {
   link.close({ condition: AMQP_CONDITIONS.unauthorized, description: text });
 }
 
+/**
+ * Refuses a link at its attach as AMQP says to (1.0 section 2.6.3): the answering attach carries no terminus (null
+ * source for a sender, null target for a receiver), then the detach says why. A client then never takes the link for
+ * open: echoing the terminus made ours report "connected" before each refusal, which reset its backoff.
+ */
+function refuseAttach(link: Sender | Receiver, text: string): void {
+  const attach = (link as unknown as { local: { attach: { source?: unknown; target?: unknown } } }).local.attach;
+  if (link.is_sender()) attach.source = null;
+  else attach.target = null;
+  unauthorizedLink(link, text);
+}
+
 export interface AmqpEndpoint {
   listenTls(port: number, host: string, key: string, cert: string): Promise<number>;
   listenPlain(port: number, host: string): Promise<number>;
-  acceptWebSocket(ws: unknown): void;
+  /** tlsSocket: the TLS connection under the WebSocket, whose client certificate identifies X.509 devices. */
+  acceptWebSocket(ws: unknown, tlsSocket?: unknown): void;
   close(): Promise<void>;
 }
 
@@ -73,7 +103,10 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   const mechanisms = container.sasl_server_mechanisms as unknown as Record<string, () => SaslMechanism>;
   (container.sasl_server_mechanisms as unknown as { enable_anonymous(): void }).enable_anonymous();
   // MSSBCBS: "I will authenticate over $cbs". Accept and wait for put-token.
-  mechanisms.MSSBCBS = () => new SaslMechanism(() => true);
+  mechanisms.MSSBCBS = () => new SaslMechanism(() => true, 'MSSBCBS');
+  // EXTERNAL: "I am who my TLS client certificate says" (X.509 devices of other SDKs). The certificate is checked
+  // against the device the link names, when it attaches.
+  mechanisms.EXTERNAL = () => new SaslMechanism(() => true, 'EXTERNAL');
   // PLAIN (C service SDK): user `{policy}@sas.root.{hub}` or `{device}@sas.{hub}`, password = SAS token.
   mechanisms.PLAIN = () =>
     new SaslMechanism((response, m) => {
@@ -90,7 +123,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
         hub.log('warn', `AMQP SASL PLAIN refused: ${(err as Error).message}`);
         return false;
       }
-    });
+    }, 'PLAIN');
 
   function state(conn: Connection): ConnState {
     let s = states.get(conn);
@@ -178,7 +211,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     const s = state(ctx.connection);
     if (addr === '$cbs') return;
     if (addr === '/messages/devicebound') {
-      if (!serviceAllowed(s)) unauthorizedLink(r, 'this connection has no valid token with ServiceConnect');
+      if (!serviceAllowed(s)) refuseAttach(r, 'this connection has no valid token with ServiceConnect');
       else s.links.set(r, { owner: '' });
       return;
     }
@@ -196,7 +229,7 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
       return;
     }
     if (addr === '/messages/servicebound/feedback') {
-      if (!serviceAllowed(s)) return unauthorizedLink(snd, 'this connection has no valid token with ServiceConnect');
+      if (!serviceAllowed(s)) return refuseAttach(snd, 'this connection has no valid token with ServiceConnect');
       const detach = hub.feedback.attach({
         deliver: (batch: FeedbackBatch) => {
           if (!snd.is_open() || !snd.sendable()) return false;
@@ -216,8 +249,21 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
     }
     const deviceId = deviceIdOfC2dAddress(snd.source?.address);
     if (deviceId !== undefined) {
-      if (!deviceAllowed(s, deviceId))
-        return unauthorizedLink(snd, `this connection has no valid token for device ${deviceId}`);
+      if (!deviceAllowed(s, deviceId)) {
+        // No token for it: an X.509 device, which puts no token on $cbs; its TLS client certificate says who it is.
+        const chain = peerChain(tlsSocketOf(ctx.connection));
+        if (!chain.length) return refuseAttach(snd, `this connection has no valid token for device ${deviceId}`);
+        try {
+          grant(s, hub.registry.authenticateCertificate(deviceId, chain));
+          hub.log(
+            'info',
+            `AMQP device ${deviceId} authenticated by its client certificate (SASL: ${saslOf(ctx.connection)})`,
+          );
+        } catch (err) {
+          hub.log('info', `AMQP device ${deviceId} refused: ${(err as Error).message}`);
+          return refuseAttach(snd, (err as Error).message);
+        }
+      }
       const release = hub.claimDevice(deviceId, () =>
         snd.close({
           condition: AMQP_CONDITIONS.detachForced,
@@ -395,6 +441,15 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   }, 1000);
   expirySweep.unref();
 
+  const wsPeers = new Map<string, unknown>();
+  let wsPeerCount = 0;
+  /** The TLS socket a connection came in on: its own, or the one under its WebSocket. */
+  function tlsSocketOf(conn: Connection): unknown {
+    const s = (conn as unknown as { socket?: { get_id_string?: () => string } }).socket;
+    const key = typeof s?.get_id_string === 'function' ? s.get_id_string() : undefined;
+    return key !== undefined && wsPeers.has(key) ? wsPeers.get(key) : s;
+  }
+
   function listen(options: object, port: number, host: string): Promise<number> {
     return new Promise((resolve, reject) => {
       const server = container.listen({ ...serverOptions, ...options, port, host } as never) as unknown as net.Server;
@@ -410,12 +465,21 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
 
   return {
     listenTls(port, host, key, cert) {
-      return listen({ transport: 'tls', key, cert }, port, host);
+      // Client certificates are asked for (X.509 devices) and checked against the registry when a device link attaches.
+      return listen({ transport: 'tls', key, cert, requestCert: true, rejectUnauthorized: false }, port, host);
     },
     listenPlain(port, host) {
       return listen({}, port, host);
     },
-    acceptWebSocket(ws) {
+    acceptWebSocket(ws, tlsSocket) {
+      // rhea wraps the WebSocket in an object of its own and keeps no way back to it but the id string it logs (the
+      // WebSocket's url, unset on a server): set it to a key that finds the TLS socket.
+      if (tlsSocket) {
+        const key = `wss-peer-${++wsPeerCount}`;
+        wsPeers.set(key, tlsSocket);
+        Object.defineProperty(ws, 'url', { value: key });
+        (ws as { once(e: 'close', f: () => void): void }).once('close', () => wsPeers.delete(key));
+      }
       container.websocket_accept(ws as never, serverOptions as never);
     },
     async close() {

@@ -3,14 +3,24 @@
  * iothub-local-hub [--host NAME] [--mqtt-port N] [--amqps-port N] [--amqp-port N] [--https-port N] [--dps-port N]
  *                  [--data-dir DIR] [--device ID]... [--enrollment REGID[:KEY]]... [--enrollment-group ID[:KEY]]...
  *                  [--auto-register] [--tier F1|S1|S2|S3 [--units N]] [--json]
+ *                  [--x509-device ID=THUMBPRINT[,THUMBPRINT]]... [--ca-device ID]... [--ca-cert FILE]...
+ *                  [--tls-host NAME]... [--tls-ca-cert FILE --tls-ca-key FILE]
  */
+import * as fs from 'node:fs';
 import { C2D_SENDS_PER_MINUTE, checkTier } from './tiers';
 import * as path from 'node:path';
 import { checkKey, checkRegistrationId } from './dps';
 import { start, LocalHubOptions } from './index';
 
 const USAGE =
-  'usage: iothub-local-hub [--host NAME] [--mqtt-port N] [--amqps-port N] [--amqp-port N] [--https-port N] [--dps-port N] [--data-dir DIR] [--device ID]... [--enrollment REGID[:KEY]]... [--enrollment-group ID[:KEY]]... [--auto-register] [--tier F1|S1|S2|S3 [--units N]] [--json]';
+  'usage: iothub-local-hub [--host NAME] [--mqtt-port N] [--amqps-port N] [--amqp-port N] [--https-port N] [--dps-port N] [--data-dir DIR] [--device ID]... [--enrollment REGID[:KEY]]... [--enrollment-group ID[:KEY]]... [--auto-register] [--tier F1|S1|S2|S3 [--units N]] [--json]\n' +
+  '         [--x509-device ID=THUMBPRINT[,THUMBPRINT]]... [--ca-device ID]... [--ca-cert FILE]... [--tls-host NAME]... [--tls-ca-cert FILE --tls-ca-key FILE]';
+
+interface X509Setup {
+  selfSigned: { id: string; thumbprints: string[] }[];
+  caDevices: string[];
+  caCerts: string[];
+}
 
 /** `id[:key]`: a base64 key holds no ':', so a tail after the last ':' that reads as a key is the key (ids may hold ':'). */
 function idAndKey(v: string | undefined, flag: string, what: string): { id: string; key?: string } {
@@ -27,7 +37,7 @@ function idAndKey(v: string | undefined, flag: string, what: string): { id: stri
   return parsed;
 }
 
-function parseArgs(argv: string[]): { options: LocalHubOptions; json: boolean } {
+function parseArgs(argv: string[]): { options: LocalHubOptions; json: boolean; x509: X509Setup } {
   const options: LocalHubOptions = {
     ports: { dps: 8884 },
     devices: [],
@@ -35,7 +45,18 @@ function parseArgs(argv: string[]): { options: LocalHubOptions; json: boolean } 
     enrollmentGroups: [],
     dataDir: path.resolve('.iothub-local-hub'),
   };
+  const x509: X509Setup = { selfSigned: [], caDevices: [], caCerts: [] };
+  const tlsHosts: string[] = [];
+  let tlsCa: { cert?: string; key?: string } = {};
   let json = false;
+  const file = (v: string | undefined, flag: string): string => {
+    if (!v) throw new Error(`${flag} needs a file`);
+    try {
+      return fs.readFileSync(path.resolve(v), 'utf8');
+    } catch (err) {
+      throw new Error(`${flag}: cannot read ${v} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  };
   const port = (v: string | undefined, flag: string): number => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < 0 || n > 65535)
@@ -83,6 +104,33 @@ function parseArgs(argv: string[]): { options: LocalHubOptions; json: boolean } 
         options.devices!.push(id);
         break;
       }
+      case '--x509-device': {
+        const m = /^([^=]+)=(.+)$/.exec(next() ?? '');
+        if (!m) throw new Error('--x509-device needs ID=THUMBPRINT (a second thumbprint after a comma)');
+        x509.selfSigned.push({ id: m[1], thumbprints: m[2].split(',') });
+        break;
+      }
+      case '--ca-device': {
+        const id = next();
+        if (!id) throw new Error('--ca-device needs a device id');
+        x509.caDevices.push(id);
+        break;
+      }
+      case '--ca-cert':
+        x509.caCerts.push(file(next(), a));
+        break;
+      case '--tls-host': {
+        const h = next();
+        if (!h) throw new Error('--tls-host needs a host name');
+        tlsHosts.push(h);
+        break;
+      }
+      case '--tls-ca-cert':
+        tlsCa = { ...tlsCa, cert: file(next(), a) };
+        break;
+      case '--tls-ca-key':
+        tlsCa = { ...tlsCa, key: file(next(), a) };
+        break;
       case '--auto-register':
         options.autoRegister = true;
         break;
@@ -104,16 +152,40 @@ function parseArgs(argv: string[]): { options: LocalHubOptions; json: boolean } 
         throw new Error(`unknown option ${a}\n${USAGE}`);
     }
   }
+  if (!tlsCa.cert !== !tlsCa.key) throw new Error('--tls-ca-cert and --tls-ca-key go together');
+  if (tlsHosts.length || tlsCa.cert)
+    options.tls = {
+      hostNames: tlsHosts,
+      ca: tlsCa.cert && tlsCa.key ? { certPem: tlsCa.cert, keyPem: tlsCa.key } : undefined,
+    };
   if (options.units !== undefined && !options.tier) throw new Error('--units needs --tier');
   // Checked here so a typo stops the command with the fix, before any port is opened.
   if (options.tier) Object.assign(options, checkTier(options.tier, options.units));
-  return { options, json };
+  return { options, json, x509 };
 }
 
 async function main(): Promise<void> {
-  const { options, json } = parseArgs(process.argv.slice(2));
+  const { options, json, x509 } = parseArgs(process.argv.slice(2));
   if (!json) options.log = (level, text) => process.stderr.write(`[${level}] ${text}\n`);
   const hub = await start(options);
+  try {
+    x509.caCerts.forEach((pem, i) => hub.addCaCertificate(`ca-${i + 1}`, pem, true));
+    for (const { id, thumbprints } of x509.selfSigned) {
+      await hub.registerDevice(id, {
+        authType: 'selfSigned',
+        x509Thumbprint: thumbprints[0],
+        x509SecondaryThumbprint: thumbprints[1],
+      });
+      options.devices!.push(id);
+    }
+    for (const id of x509.caDevices) {
+      await hub.registerDevice(id, { authType: 'certificateAuthority' });
+      options.devices!.push(id);
+    }
+  } catch (err) {
+    await hub.stop();
+    throw err;
+  }
   // Handlers first: a signal right after the line is printed must still shut down cleanly.
   let stopping = false;
   const stop = () => {

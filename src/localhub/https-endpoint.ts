@@ -4,6 +4,7 @@
  */
 import * as https from 'node:https';
 import * as net from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { createWebSocketStream, WebSocketServer } from 'ws';
@@ -14,7 +15,7 @@ import { ServerSockets } from './server-sockets';
 import { MqttEndpoint } from './mqtt-endpoint';
 import { DpsEndpoint } from './dps-mqtt';
 import { handleDpsRequest, isDpsPath } from './dps-rest';
-import { Device, Permission } from './registry';
+import { authTypeOf, Device, Permission } from './registry';
 
 function deviceJson(hub: HubContext, d: Device): object {
   return {
@@ -27,17 +28,21 @@ function deviceJson(hub: HubContext, d: Device): object {
     connectionState: hub.isDeviceConnected(d.deviceId) ? 'Connected' : 'Disconnected',
     lastActivityTime: '0001-01-01T00:00:00Z',
     cloudToDeviceMessageCount: hub.queues.length(d.deviceId),
-    authentication: d.x509Thumbprint
-      ? {
-          type: 'selfSigned',
-          symmetricKey: { primaryKey: null, secondaryKey: null },
-          x509Thumbprint: { primaryThumbprint: d.x509Thumbprint, secondaryThumbprint: null },
-        }
-      : {
-          type: 'sas',
-          symmetricKey: { primaryKey: d.primaryKey, secondaryKey: d.secondaryKey },
-          x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
-        },
+    authentication:
+      authTypeOf(d) !== 'sas'
+        ? {
+            type: authTypeOf(d),
+            symmetricKey: { primaryKey: null, secondaryKey: null },
+            x509Thumbprint: {
+              primaryThumbprint: d.x509Thumbprint ?? null,
+              secondaryThumbprint: d.x509SecondaryThumbprint ?? null,
+            },
+          }
+        : {
+            type: 'sas',
+            symmetricKey: { primaryKey: d.primaryKey, secondaryKey: d.secondaryKey },
+            x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+          },
     capabilities: { iotEdge: false },
   };
 }
@@ -140,8 +145,9 @@ export function createHttpsEndpoint(
         authorize(req, 'registryWrite');
         const body = await readBody(req);
         const auth = (body.authentication ?? {}) as {
+          type?: string;
           symmetricKey?: { primaryKey?: string; secondaryKey?: string };
-          x509Thumbprint?: { primaryThumbprint?: string };
+          x509Thumbprint?: { primaryThumbprint?: string; secondaryThumbprint?: string };
         };
         const status = body.status === 'disabled' ? 'disabled' : 'enabled';
         if (existing) {
@@ -159,7 +165,9 @@ export function createHttpsEndpoint(
         }
         const d = hub.registry.create(deviceId, {
           status,
+          authType: auth.type === 'selfSigned' || auth.type === 'certificateAuthority' ? auth.type : undefined,
           x509Thumbprint: auth.x509Thumbprint?.primaryThumbprint || undefined,
+          x509SecondaryThumbprint: auth.x509Thumbprint?.secondaryThumbprint || undefined,
           primaryKey: auth.symmetricKey?.primaryKey || undefined,
           secondaryKey: auth.symmetricKey?.secondaryKey || undefined,
         });
@@ -177,7 +185,8 @@ export function createHttpsEndpoint(
     }
   }
 
-  const server = https.createServer({ key, cert }, (req, res) => {
+  // Client certificates are asked for (X.509 devices over MQTT on WebSockets) and checked by the MQTT endpoint.
+  const server = https.createServer({ key, cert, requestCert: true, rejectUnauthorized: false }, (req, res) => {
     route(req, res).catch((err: unknown) => {
       const e =
         err instanceof HttpError
@@ -208,11 +217,16 @@ export function createHttpsEndpoint(
     }
     socket.setNoDelay(true);
     wss.handleUpgrade(req, socket, head, (ws) => {
-      if (/^amqpwsb10$/i.test(ws.protocol)) amqp.acceptWebSocket(ws);
+      if (/^amqpwsb10$/i.test(ws.protocol)) amqp.acceptWebSocket(ws, req.socket);
       else if (/^mqtt$/i.test(ws.protocol) && p === '/$iothub/websocket') {
+        // The stream answers for the TLS connection under it: its client certificate (see x509-auth peerChain).
+        const tlsSocket = req.socket as TLSSocket;
+        const stream = Object.assign(createWebSocketStream(ws), {
+          getPeerCertificate: (detailed: boolean) => tlsSocket.getPeerCertificate(detailed),
+        });
         // DPS's MQTT over WebSockets dials this same path on 443: its CONNECT's user name tells it from a device's.
-        if (dps) dps.handleMqttStream(createWebSocketStream(ws), (s) => mqtt.handleStream(s));
-        else mqtt.handleStream(createWebSocketStream(ws));
+        if (dps) dps.handleMqttStream(stream, (s) => mqtt.handleStream(s));
+        else mqtt.handleStream(stream);
       } else ws.close(1002, 'unsupported subprotocol');
     });
   });

@@ -14,9 +14,9 @@ import { createDpsEndpoint } from './dps-mqtt';
 import { createMqttEndpoint } from './mqtt-endpoint';
 import { C2DQueues, StoredQueues } from './c2d-queues';
 import { FeedbackQueue, StoredFeedback } from './feedback-queue';
-import { Registry, RegistryData } from './registry';
+import { CreateDeviceOptions, Registry, RegistryData } from './registry';
 import { JsonStore } from './store';
-import { ensureTlsMaterial } from './tls';
+import { ensureTlsMaterial, GivenCa } from './tls';
 import { C2DThrottle, checkTier, Tier } from './tiers';
 
 export interface LocalHubOptions {
@@ -43,6 +43,12 @@ export interface LocalHubOptions {
   feedbackTtlMs?: number;
   /** Unacknowledged MQTT publishes per device. */
   mqttInflight?: number;
+  /**
+   * TLS as served: more names for the server certificate (an IoT Edge gateway's host name), and a CA to issue it from
+   * instead of the hub's own (the gateway's; the certificate is then for hostNames only, as an Edge hub's is). Devices
+   * then dial a name that is not the hub's HostName, while their tokens still name the hub.
+   */
+  tls?: { hostNames?: string[]; ca?: GivenCa };
   /** IoT Hub tier whose C2D send throttle applies (tiers.ts), with its number of units (default 1). None: unthrottled. */
   tier?: Tier;
   units?: number;
@@ -85,10 +91,10 @@ export interface LocalHub {
   /** Counters: dpsRegistrations = registration requests DPS accepted since this hub started. */
   stats(): { dpsRegistrations: number };
   deviceConnectionString(id: string): string;
-  registerDevice(
-    id: string,
-    opts?: { status?: 'enabled' | 'disabled'; x509Thumbprint?: string },
-  ): Promise<{ primaryKey: string }>;
+  /** authType selfSigned takes x509Thumbprint / x509SecondaryThumbprint; certificateAuthority needs a CA (addCaCertificate). */
+  registerDevice(id: string, opts?: CreateDeviceOptions): Promise<{ primaryKey: string }>;
+  /** Registers a CA certificate for CA-signed X.509 devices; verified false models one whose proof is pending. */
+  addCaCertificate(name: string, pem: string, verified?: boolean): void;
   policyConnectionString(name: 'iothubowner' | 'service' | 'device' | 'registryReadWrite'): string;
   queueLength(deviceId: string): number;
   /** The registered device ids, and one device's state (the editor's sidebar). */
@@ -113,7 +119,10 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
   const bind = options.bind ?? '127.0.0.1';
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-local-'));
   const log: LogFn = options.log ?? (() => undefined);
-  const material = ensureTlsMaterial(dataDir, [hostName]);
+  const served = options.tls?.ca
+    ? (options.tls.hostNames ?? [hostName])
+    : [hostName, ...(options.tls?.hostNames ?? [])];
+  const material = ensureTlsMaterial(dataDir, served, options.tls?.ca);
   const tier = options.tier ? checkTier(options.tier, options.units) : undefined;
 
   let store: JsonStore<State> | undefined;
@@ -245,7 +254,7 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     deviceConnectionString(id) {
       const d = registry.devices.get(id);
       if (!d) throw new Error(`device ${id} is not registered`);
-      if (!d.primaryKey)
+      if (!d.primaryKey || d.authType === 'selfSigned' || d.authType === 'certificateAuthority')
         return formatConnectionString({ hostName: hostFor(bound.mqtts, 8883), deviceId: id, x509: true });
       return formatConnectionString({
         hostName: hostFor(bound.mqtts, 8883),
@@ -256,6 +265,9 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     async registerDevice(id, opts) {
       const d = registry.devices.get(id) ?? registry.create(id, opts);
       return { primaryKey: d.primaryKey ?? '' };
+    },
+    addCaCertificate(name, pem, verified = true) {
+      registry.addCertificate(name, pem, verified);
     },
     policyConnectionString: policyString,
     queueLength: (id) => queues.length(id),

@@ -9,11 +9,12 @@ import { c2dSubscription, c2dTopic } from '../core/property-bag';
 import { HubContext } from './context';
 import { ServerSockets } from './server-sockets';
 import { QueuedMessage } from './c2d-queues';
+import { peerChain } from './x509-auth';
 
 /** The slice of aedes' client this endpoint uses. */
 interface AedesClient {
   id: string;
-  conn: Duplex & { getPeerCertificate?: () => { fingerprint?: string } | undefined };
+  conn: Duplex;
   close(cb?: () => void): void;
 }
 
@@ -99,9 +100,10 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
         if (password && password.length > 0) {
           tokenExpiry.set(c, hub.registry.authenticateDevice(password.toString('utf8'), c.id).expiresAt);
         } else {
-          const fp = c.conn.getPeerCertificate?.()?.fingerprint;
-          if (!fp) throw connackError('no password and no client certificate', 5);
-          hub.registry.authenticateThumbprint(c.id, fp);
+          // X.509: user name and no password; the certificate from the TLS handshake says who it is.
+          const chain = peerChain(c.conn);
+          if (!chain.length) throw connackError('no password and no client certificate', 5);
+          hub.registry.authenticateCertificate(c.id, chain);
         }
         done(null, true);
       } catch (err) {

@@ -2,10 +2,19 @@
  * The local hub's identity registry: devices with symmetric keys (or X.509 thumbprints), hub-level
  * shared access policies with permissions, and SAS verification against them (docs/PROTOCOL.md section 2).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { IotHubError } from '../core/errors';
 import { checkDeviceId } from '../core/message';
 import { parseSasToken, ParsedSasToken, scopeCovers, verifySasToken } from '../core/sas';
+import {
+  CaCertificate,
+  chainProblem,
+  checkThumbprint,
+  commonName,
+  normalizeThumbprint,
+  thumbprintsOf,
+  validityProblem,
+} from './x509-auth';
 
 export type Permission = 'registryRead' | 'registryWrite' | 'serviceConnect' | 'deviceConnect';
 
@@ -23,7 +32,24 @@ export interface Device {
   status: 'enabled' | 'disabled';
   primaryKey?: string;
   secondaryKey?: string;
+  /** X.509 self-signed: the primary thumbprint (SHA-1 or SHA-256 hex), and the secondary. */
   x509Thumbprint?: string;
+  x509SecondaryThumbprint?: string;
+  /** Absent: SAS keys, or selfSigned when a thumbprint is set (older state files). */
+  authType?: AuthType;
+}
+
+/** IoT Hub's authentication types for a device identity. */
+export type AuthType = 'sas' | 'selfSigned' | 'certificateAuthority';
+
+export interface CreateDeviceOptions {
+  status?: 'enabled' | 'disabled';
+  authType?: AuthType;
+  /** selfSigned: the primary and secondary thumbprints (either may be SHA-1 or SHA-256). */
+  x509Thumbprint?: string;
+  x509SecondaryThumbprint?: string;
+  primaryKey?: string;
+  secondaryKey?: string;
 }
 
 /** Who a credential is, and until when (the SAS token's `se`, in seconds; Infinity for a certificate). */
@@ -34,6 +60,12 @@ export type Identity = (
 export interface RegistryData {
   devices: Device[];
   policies: Policy[];
+  /** CA certificates registered with the hub (X.509 CA-signed devices). */
+  certificates?: CaCertificate[];
+}
+
+export function authTypeOf(d: Device): AuthType {
+  return d.authType ?? (d.x509Thumbprint ? 'selfSigned' : 'sas');
 }
 
 export const newKey = (): string => randomBytes(32).toString('base64');
@@ -61,6 +93,7 @@ function splitResource(resource: string): { host: string; rest: string } {
 export class Registry {
   readonly devices = new Map<string, Device>();
   readonly policies = new Map<string, Policy>();
+  readonly certificates = new Map<string, CaCertificate>();
   onChange: () => void = () => undefined;
 
   constructor(
@@ -70,16 +103,32 @@ export class Registry {
   ) {
     for (const p of data?.policies ?? defaultPolicies()) this.policies.set(p.name, p);
     for (const d of data?.devices ?? []) this.devices.set(d.deviceId, d);
+    for (const c of data?.certificates ?? []) this.certificates.set(c.name, c);
   }
 
   toJSON(): RegistryData {
-    return { devices: [...this.devices.values()], policies: [...this.policies.values()] };
+    return {
+      devices: [...this.devices.values()],
+      policies: [...this.policies.values()],
+      certificates: [...this.certificates.values()],
+    };
   }
 
-  create(
-    deviceId: string,
-    opts: { status?: 'enabled' | 'disabled'; x509Thumbprint?: string; primaryKey?: string; secondaryKey?: string } = {},
-  ): Device {
+  /** Registers (or replaces) a CA certificate; verified: its possession was proven (IoT Hub's verification step). */
+  addCertificate(name: string, pem: string, isVerified = true): CaCertificate {
+    let x: X509Certificate;
+    try {
+      x = new X509Certificate(pem);
+    } catch {
+      throw new IotHubError('INVALID_ARGUMENT', `certificate ${name}: not a PEM certificate`);
+    }
+    const c: CaCertificate = { name, pem: x.toString(), thumbprint: normalizeThumbprint(x.fingerprint), isVerified };
+    this.certificates.set(name, c);
+    this.onChange();
+    return c;
+  }
+
+  create(deviceId: string, opts: CreateDeviceOptions = {}): Device {
     checkDeviceId(deviceId);
     if (this.devices.has(deviceId)) throw new IotHubError('PRECONDITION_FAILED', `device ${deviceId} already exists`);
     const d: Device = {
@@ -88,8 +137,22 @@ export class Registry {
       etag: randomUUID(),
       status: opts.status ?? 'enabled',
     };
-    if (opts.x509Thumbprint) d.x509Thumbprint = opts.x509Thumbprint.replace(/:/g, '').toUpperCase();
-    else {
+    const authType = opts.authType ?? (opts.x509Thumbprint || opts.x509SecondaryThumbprint ? 'selfSigned' : undefined);
+    if (authType === 'selfSigned') {
+      const bad = (e: unknown) => new IotHubError('INVALID_ARGUMENT', (e as Error).message);
+      try {
+        if (opts.x509Thumbprint) d.x509Thumbprint = checkThumbprint(opts.x509Thumbprint, 'primaryThumbprint');
+        if (opts.x509SecondaryThumbprint)
+          d.x509SecondaryThumbprint = checkThumbprint(opts.x509SecondaryThumbprint, 'secondaryThumbprint');
+      } catch (e) {
+        throw bad(e);
+      }
+      if (!d.x509Thumbprint && !d.x509SecondaryThumbprint)
+        throw new IotHubError('INVALID_ARGUMENT', 'a selfSigned device needs a primary or secondary thumbprint');
+      d.authType = 'selfSigned';
+    } else if (authType === 'certificateAuthority') {
+      d.authType = 'certificateAuthority';
+    } else {
       d.primaryKey = opts.primaryKey || newKey();
       d.secondaryKey = opts.secondaryKey || newKey();
     }
@@ -189,11 +252,33 @@ export class Registry {
     return this.authenticateService(token);
   }
 
-  authenticateThumbprint(deviceId: string, thumbprint: string): Identity {
+  /**
+   * A device that presented a client certificate in the TLS handshake: chain[0] is its certificate, the rest what it
+   * sent along (intermediates). Self-signed devices match a thumbprint, CA-signed ones chain to a verified CA with CN =
+   * device id; both must be within their validity period (docs/PROTOCOL.md section 12).
+   */
+  authenticateCertificate(deviceId: string, chain: X509Certificate[], now = Date.now()): Identity {
     const d = this.devices.get(deviceId);
-    if (!d || !d.x509Thumbprint) throw unauthorized(`device ${deviceId} has no X.509 thumbprint registered`);
-    if (d.x509Thumbprint !== thumbprint.replace(/:/g, '').toUpperCase())
-      throw unauthorized('the client certificate does not match the registered thumbprint');
+    if (!d) throw unauthorized(`device ${deviceId} is not registered`);
+    const leaf = chain[0];
+    if (!leaf) throw unauthorized('no client certificate was presented');
+    const type = authTypeOf(d);
+    if (type === 'sas') throw unauthorized(`device ${deviceId} authenticates with SAS keys, not a certificate`);
+    const expired = validityProblem(leaf, now);
+    if (expired) throw unauthorized(expired);
+    if (type === 'selfSigned') {
+      const { sha1, sha256 } = thumbprintsOf(leaf);
+      const ok = [d.x509Thumbprint, d.x509SecondaryThumbprint].some((t) => t === sha1 || t === sha256);
+      if (!ok)
+        throw unauthorized(
+          `the client certificate's thumbprint (SHA-1 ${sha1}) matches neither thumbprint registered for device ${deviceId}`,
+        );
+    } else {
+      const cn = commonName(leaf);
+      if (cn !== deviceId) throw unauthorized(`the client certificate is for "${cn}" (its CN), not device ${deviceId}`);
+      const bad = chainProblem(chain, [...this.certificates.values()], now);
+      if (bad) throw unauthorized(bad);
+    }
     if (d.status !== 'enabled') throw unauthorized(`device ${deviceId} is disabled`);
     return { kind: 'device', deviceId, expiresAt: Infinity };
   }

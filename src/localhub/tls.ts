@@ -57,6 +57,9 @@ const name = (cn: string) => seq(set(seq(oid('2.5.4.3'), utf8(cn))));
 const ext = (id: string, critical: boolean, value: Buffer) =>
   seq(oid(id), ...(critical ? [bool(true)] : []), octets(value));
 const ECDSA_SHA256 = seq(oid('1.2.840.10045.4.3.2'));
+const RSA_SHA256 = seq(oid('1.2.840.113549.1.1.11'), der(0x05));
+/** The signature algorithm a CA key signs with (a given CA may be RSA; the hub's own keys are EC). */
+const algorithmOf = (signer: KeyObject) => (signer.asymmetricKeyType === 'rsa' ? RSA_SHA256 : ECDSA_SHA256);
 
 function keyId(pub: KeyObject): Buffer {
   return createHash('sha1')
@@ -66,10 +69,12 @@ function keyId(pub: KeyObject): Buffer {
 
 function certificate(o: {
   subject: string;
-  issuer: string;
+  /** The issuer's name: a CN, or the issuer's whole DER Name (a CA given from outside, whose name may be any). */
+  issuer: string | Buffer;
   pub: KeyObject;
   signer: KeyObject;
-  issuerKeyId: Buffer;
+  /** Absent: no authority key identifier (a given CA's own key id is not known here, and a wrong one breaks chains). */
+  issuerKeyId?: Buffer;
   days: number;
   extensions: Buffer[];
 }): string {
@@ -77,11 +82,12 @@ function certificate(o: {
   // Positive and without a leading zero byte: DER rejects non-minimal INTEGERs ("illegal padding").
   serial[0] = (serial[0] & 0x7f) | 0x40;
   const now = Date.now();
+  const alg = algorithmOf(o.signer);
   const tbs = seq(
     der(0xa0, int(Buffer.from([2]))),
     int(serial),
-    ECDSA_SHA256,
-    name(o.issuer),
+    alg,
+    typeof o.issuer === 'string' ? name(o.issuer) : o.issuer,
     seq(time(new Date(now - 3600_000)), time(new Date(now + o.days * 86400_000))),
     name(o.subject),
     o.pub.export({ type: 'spki', format: 'der' }),
@@ -90,12 +96,12 @@ function certificate(o: {
       seq(
         ...o.extensions,
         ext('2.5.29.14', false, octets(keyId(o.pub))),
-        ext('2.5.29.35', false, seq(der(0x80, o.issuerKeyId))),
+        ...(o.issuerKeyId ? [ext('2.5.29.35', false, seq(der(0x80, o.issuerKeyId)))] : []),
       ),
     ),
   );
   const signature = sign('sha256', tbs, o.signer);
-  const cert = seq(tbs, ECDSA_SHA256, bits(signature));
+  const cert = seq(tbs, alg, bits(signature));
   return `-----BEGIN CERTIFICATE-----\n${cert.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
 }
 
@@ -130,9 +136,43 @@ function stillGood(certPem: string, caPem: string, hostNames: string[]): boolean
   }
 }
 
-/** Creates (first time) or reuses the CA and server certificate in dataDir. */
-export function ensureTlsMaterial(dataDir: string, hostNames: string[]): TlsMaterial {
+/** A CA from outside (an IoT Edge gateway's, say) that the hub's server certificate is to be issued by. */
+export interface GivenCa {
+  certPem: string;
+  keyPem: string;
+}
+
+/** The issuer Name of certificates a CA signs: the CA's subject, as DER, read from its certificate. */
+function subjectDer(caPem: string): Buffer {
+  const raw = new X509Certificate(caPem).raw;
+  // Certificate ::= SEQUENCE { tbs SEQUENCE { [0] version, serial, sigAlg, issuer, validity, subject, ... } }
+  const read = (buf: Buffer, at: number): { start: number; end: number; next: number } => {
+    let len = buf[at + 1];
+    let head = 2;
+    if (len & 0x80) {
+      const n = len & 0x7f;
+      len = 0;
+      for (let i = 0; i < n; i++) len = len * 256 + buf[at + 2 + i];
+      head = 2 + n;
+    }
+    return { start: at, end: at + head + len, next: at + head };
+  };
+  const tbs = read(raw, read(raw, 0).next);
+  let at = tbs.next;
+  for (let i = 0; i < 5; i++) at = read(raw, at).end; // version, serial, signature, issuer, validity
+  const subject = read(raw, at);
+  return raw.subarray(subject.start, subject.end);
+}
+
+/**
+ * Creates (first time) or reuses the CA and server certificate in dataDir. hostNames: the names the server certificate
+ * is for (besides localhost and 127.0.0.1): the hub's, and a gateway's. given: issue it from this CA instead of the
+ * hub's own, for exactly hostNames (its certificate goes to served-ca.pem; the hub's own CA stays for later runs).
+ */
+export function ensureTlsMaterial(dataDir: string, hostNames: string[], given?: GivenCa): TlsMaterial {
   fs.mkdirSync(dataDir, { recursive: true });
+  // A given CA's certificate is for exactly the names given (a gateway's); the hub's own also for localhost.
+  if (given) return issueFromGivenCa(dataDir, [...new Set(hostNames.filter(Boolean))], given);
   const names = [...new Set(['localhost', '127.0.0.1', ...hostNames.filter(Boolean)])];
   const files = {
     ca: path.join(dataDir, 'ca.pem'),
@@ -167,13 +207,25 @@ export function ensureTlsMaterial(dataDir: string, hostNames: string[]): TlsMate
   if (certPem && fs.existsSync(files.key) && stillGood(certPem, caPem, names)) {
     return { caPem, caCertPath: files.ca, certPem, keyPem: fs.readFileSync(files.key, 'utf8') };
   }
+  const { certPem: newCert, keyPem } = serverCertificate(names, 'IoT Hub local CA', caKey);
+  writeSecret(files.key, keyPem);
+  fs.writeFileSync(files.cert, newCert);
+  return { caPem, caCertPath: files.ca, certPem: newCert, keyPem };
+}
+
+function serverCertificate(
+  names: string[],
+  issuer: string | Buffer,
+  caKey: KeyObject,
+  ownCa = true,
+): { certPem: string; keyPem: string } {
   const server = newKey();
-  const newCert = certificate({
-    subject: names[0],
-    issuer: 'IoT Hub local CA',
+  const certPem = certificate({
+    subject: names.find((n) => !net.isIP(n) && n !== 'localhost') ?? names[0],
+    issuer,
     pub: server.pub,
     signer: caKey,
-    issuerKeyId: keyId(createPublicKey(caKey)),
+    issuerKeyId: ownCa ? keyId(createPublicKey(caKey)) : undefined,
     days: 820,
     extensions: [
       ext('2.5.29.19', true, seq()),
@@ -182,8 +234,22 @@ export function ensureTlsMaterial(dataDir: string, hostNames: string[]): TlsMate
       ext('2.5.29.17', false, subjectAltName(names)),
     ],
   });
-  const keyPem = server.key.export({ type: 'pkcs8', format: 'pem' }) as string;
-  writeSecret(files.key, keyPem);
-  fs.writeFileSync(files.cert, newCert);
-  return { caPem, caCertPath: files.ca, certPem: newCert, keyPem };
+  return { certPem, keyPem: server.key.export({ type: 'pkcs8', format: 'pem' }) as string };
+}
+
+/** The server certificate from a CA given from outside: made each start (it is cheap), never stored with the hub's. */
+function issueFromGivenCa(dataDir: string, names: string[], given: GivenCa): TlsMaterial {
+  let caKey: KeyObject;
+  let issuer: Buffer;
+  try {
+    caKey = createPrivateKey(given.keyPem);
+    issuer = subjectDer(given.certPem);
+    if (!new X509Certificate(given.certPem).checkPrivateKey(caKey)) throw new Error("the key is not the certificate's");
+  } catch (err) {
+    throw new Error(`the TLS CA given to the local hub cannot be used: ${(err as Error).message}`);
+  }
+  const caCertPath = path.join(dataDir, 'served-ca.pem');
+  fs.writeFileSync(caCertPath, given.certPem);
+  const { certPem, keyPem } = serverCertificate(names, issuer, caKey, false);
+  return { caPem: given.certPem, caCertPath, certPem, keyPem };
 }
