@@ -275,7 +275,10 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
         [`connect_${n}_s`]: node.connect_s,
         rss_kb_per_device: kb(node),
         rss_vs_bare: kb(node) / kb(bare),
-        rss_vs_sdk: kb(node) / kb(sdk),
+        // Against the SDK as it is over the devices it held; when it held none in the cap (10,000 in one process: see the
+        // README), against the SDK with its platform looked up once, at the same n, and rss_vs_sdk_basis says so.
+        rss_vs_sdk: kb(node) / kb(kb(sdk) ? sdk : sdkonce),
+        rss_vs_sdk_basis: kb(sdk) ? 'sdk' : kb(sdkonce) ? 'sdkonce: the SDK as it is held no device' : null,
         idle_cpu_us_per_device_min: node.idle_cpu_us_per_device_min,
         all_arrived_s: node.all_arrived_s,
         bare_connect_s: bare.connect_s,
@@ -345,7 +348,9 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
       rows.push([
         'scale: RSS per device, node / SDK',
         fmt(s.rss_vs_sdk),
-        `${fmt(kb(node))} / ${fmt(kb(sdk))} KB (SDK over ${sdk.connected ?? 0} devices)`,
+        kb(sdk) || !kb(sdkonce)
+          ? `${fmt(kb(node))} / ${fmt(kb(sdk))} KB (SDK over ${sdk.connected ?? 0} devices)`
+          : `${fmt(kb(node))} / ${fmt(kb(sdkonce))} KB (the SDK as it is held none: platform looked up once, ${sdkonce.connected} devices)`,
         goal(s.rss_vs_sdk <= 0.5),
       ]);
       rows.push([

@@ -109,3 +109,33 @@ test('concurrent lookups of one host get one answer', async () => {
   assert.deepEqual(answers[1], answers[0]);
   assert.deepEqual(answers[2], answers[0]);
 });
+
+test('the local hub resumes the TLS session it gave an MQTT device', async () => {
+  const { start } = require('../../nodes/localhub/index.js');
+  const { DeviceClient } = require('../../nodes/core/device-client.js');
+  const hub = await start({
+    dataDir: fs.mkdtempSync(path.join(dir, 'hub-')),
+    ports: { mqtts: 0, amqps: 0, amqp: 0, https: 0 },
+    autoRegister: true,
+  });
+  const hubKey = /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1];
+  const o = { hostName: 'localhost', connectHost: '127.0.0.1', port: hub.ports.mqtts, ca: hub.caPem };
+  const d = new DeviceClient({
+    ...o,
+    deviceId: 'resume-1',
+    transport: 'mqtt',
+    credentials: { sharedAccessKey: hubKey, sharedAccessKeyName: 'iothubowner' },
+  });
+  try {
+    const share = dialShare(resolveEndpoint(o, 8883));
+    const connected = new Promise((r) => d.on('status', (e) => e.state === 'connected' && r()));
+    d.open();
+    await connected;
+    // The CONNACK carried the hub's session tickets to the device's connection.
+    while (!share.session) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(await dial(resolveEndpoint(o, 8883), share), { authorized: true, reused: true });
+  } finally {
+    await d.close();
+    await hub.stop();
+  }
+});
