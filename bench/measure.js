@@ -274,6 +274,8 @@ async function scaleRun(kind, n, attempts, start) {
   const hubRss0 = hubRssMb();
   const connectCpu0 = process.cpuUsage();
   const connectHubCpu0 = hubCpuMs();
+  // BENCH_PROFILE=dir: a CPU profile of the connect phase alone (scale-<kind>-connect.cpuprofile).
+  const stopProfile = await startProfile(`scale-${kind}-connect`, 1000);
   const t0 = performance.now();
   const c = await start(ids, () => got++);
   let stoppedBy = null;
@@ -305,6 +307,7 @@ async function scaleRun(kind, n, attempts, start) {
   // Who was busy while they connected (2 cores: this process and the hub's).
   const connectCpu = process.cpuUsage(connectCpu0);
   const connectHubCpuS = (hubCpuMs() - connectHubCpu0) / 1000;
+  await stopProfile();
   progress({ kind, n, connected, connect_s: connectS, stopped_by: stoppedBy });
   // A second for the last subscriptions and status redraws to finish, then what the devices hold.
   await sleep(1000);
@@ -338,12 +341,13 @@ async function scaleRun(kind, n, attempts, start) {
     connect_hub_cpu_s: connectHubCpuS,
     rss_mb_before: rss0 / 2 ** 20,
     rss_mb_after: rss1 / 2 ** 20,
-    rss_kb_per_device: (rss1 - rss0) / 1024 / Math.max(1, connected),
+    // Per device only over devices that connected: none connected is no figure, not the whole process's growth.
+    rss_kb_per_device: connected > 0 ? (rss1 - rss0) / 1024 / connected : null,
     hub_rss_mb_before: hubRss0,
     hub_rss_mb: hubRss1,
     idle_s: SCALE_IDLE_S,
-    idle_cpu_us_per_device_min: ((idle.user + idle.system) / Math.max(1, connected)) * perMin,
-    hub_idle_cpu_us_per_device_min: ((hubIdleMs * 1000) / Math.max(1, connected)) * perMin,
+    idle_cpu_us_per_device_min: connected > 0 ? ((idle.user + idle.system) / connected) * perMin : null,
+    hub_idle_cpu_us_per_device_min: connected > 0 ? ((hubIdleMs * 1000) / connected) * perMin : null,
     sent: to.length,
     sent_s: sentS,
     arrived: got,
@@ -352,20 +356,18 @@ async function scaleRun(kind, n, attempts, start) {
   };
 }
 
-/** BENCH_PROFILE=dir: a CPU profile of just the timed part of a case (where the time goes when a goal is missed). */
-async function profiled(name, fn) {
-  if (!process.env.BENCH_PROFILE) return fn();
+/** BENCH_PROFILE=dir: starts a CPU profile (sampled every intervalUs) and returns what stops it and writes dir/name.cpuprofile. */
+async function startProfile(name, intervalUs = 100) {
+  if (!process.env.BENCH_PROFILE) return async () => undefined;
   const inspector = require('node:inspector');
   const session = new inspector.Session();
   session.connect();
   const post = (method, params) =>
     new Promise((res, rej) => session.post(method, params, (e, r) => (e ? rej(e) : res(r))));
   await post('Profiler.enable');
-  await post('Profiler.setSamplingInterval', { interval: 100 });
+  await post('Profiler.setSamplingInterval', { interval: intervalUs });
   await post('Profiler.start');
-  try {
-    return await fn();
-  } finally {
+  return async () => {
     const { profile } = await post('Profiler.stop');
     require('node:fs').mkdirSync(process.env.BENCH_PROFILE, { recursive: true });
     require('node:fs').writeFileSync(
@@ -373,6 +375,16 @@ async function profiled(name, fn) {
       JSON.stringify(profile),
     );
     session.disconnect();
+  };
+}
+
+/** BENCH_PROFILE=dir: a CPU profile of just the timed part of a case (where the time goes when a goal is missed). */
+async function profiled(name, fn) {
+  const stop = await startProfile(name);
+  try {
+    return await fn();
+  } finally {
+    await stop();
   }
 }
 
@@ -918,17 +930,50 @@ const cases = {
       };
     });
   },
-  async 'scale-sdk'(n) {
-    // The official device SDK over MQTT, as many clients as it holds (each opened at once, as the others).
+  async 'scale-sdk'(n, agentOnce = false) {
+    // The official device SDK over MQTT, as many clients as it holds.
+    // Each client's first open runs `lsb_release -a` in a child process (getos, for the platform part of its user agent,
+    // azure-iot-common getAgentPlatformString): 10,000 clients spawn 10,000 processes. agentOnce (the case
+    // scale-sdkonce) lets the first client's answer serve all, a patch no user would make, to see what the clients
+    // themselves hold at full scale.
+    if (agentOnce) {
+      const common = require('azure-iot-common');
+      const platform = common.getAgentPlatformString;
+      let answer;
+      const waiting = [];
+      common.getAgentPlatformString = (cb) => {
+        if (answer !== undefined) return cb(answer);
+        waiting.push(cb);
+        if (waiting.length === 1)
+          platform((a) => {
+            answer = a;
+            for (const w of waiting.splice(0)) w(a);
+          });
+      };
+    }
     const { Client } = require('azure-iot-device');
     const { Mqtt } = require('azure-iot-device-mqtt');
     const attempts = countAttempts(
       require(require.resolve('mqtt', { paths: [require.resolve('azure-iot-mqtt-base')] })),
     );
-    return scaleRun('sdk', n, attempts, async (ids, onMessage) => {
+    // Opened through a limit of BENCH_SCALE_SDK_CONCURRENCY (100, as our node's ConnectGate) opens under way at once, as a
+    // fair user would; a failed open waits 1 s and queues again.
+    const limit = Number(process.env.BENCH_SCALE_SDK_CONCURRENCY || 100);
+    return scaleRun(agentOnce ? 'sdkonce' : 'sdk', n, attempts, async (ids, onMessage) => {
       let errors = 0;
       let disconnects = 0;
+      let active = 0;
+      // Opens waiting for a turn, first come first served (a Set: its order is insertion order).
+      const line = new Set();
       const up = new Set();
+      const next = () => {
+        for (const open of line) {
+          if (active >= limit) return;
+          line.delete(open);
+          active++;
+          open();
+        }
+      };
       for (const id of ids) {
         const d = Client.fromConnectionString(devStr(id), Mqtt);
         d.setOptions({ ca: hub.caPem }, () => undefined);
@@ -937,16 +982,33 @@ const cases = {
         d.on('disconnect', () => disconnects++);
         const open = () =>
           d.open().then(
-            () => up.add(id),
+            () => {
+              up.add(id);
+              active--;
+              next();
+            },
             () => {
               errors++;
-              setTimeout(open, 1000);
+              active--;
+              next();
+              setTimeout(() => {
+                line.add(open);
+                next();
+              }, 1000);
             },
           );
-        open();
+        line.add(open);
       }
-      return { connected: () => up.size, connectedIds: () => [...up], extra: () => ({ errors, disconnects }) };
+      next();
+      return {
+        connected: () => up.size,
+        connectedIds: () => [...up],
+        extra: () => ({ errors, disconnects, concurrency: limit }),
+      };
     });
+  },
+  'scale-sdkonce'(n) {
+    return cases['scale-sdk'](n, true);
   },
   async 'feedback-latency'() {
     const id = 'fb-lat';

@@ -263,19 +263,22 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
       const k = {};
       const drained = {};
       // BENCH_SCALE_KINDS=node: only some of them (the ratios then lack their other side).
-      for (const kind of (process.env.BENCH_SCALE_KINDS || 'node,bare,sdk').split(',')) {
+      for (const kind of (process.env.BENCH_SCALE_KINDS || 'node,bare,sdk,sdkonce').split(',')) {
         k[kind] = measureScale(info, kind, n);
         drained[kind] = await hubDrained(info.pid, base);
       }
       const none = { connected: 0 };
-      const { node = none, bare = none, sdk = none } = k;
+      const { node = none, bare = none, sdk = none, sdkonce = none } = k;
       const kb = (r) => r.rss_kb_per_device;
       results.scale = {
         n,
         [`connect_${n}_s`]: node.connect_s,
         rss_kb_per_device: kb(node),
         rss_vs_bare: kb(node) / kb(bare),
-        rss_vs_sdk: kb(node) / kb(sdk),
+        // Against the SDK as it is over the devices it held; when it held none in the cap (10,000 in one process: see the
+        // README), against the SDK with its platform looked up once, at the same n, and rss_vs_sdk_basis says so.
+        rss_vs_sdk: kb(node) / kb(kb(sdk) ? sdk : sdkonce),
+        rss_vs_sdk_basis: kb(sdk) ? 'sdk' : kb(sdkonce) ? 'sdkonce: the SDK as it is held no device' : null,
         idle_cpu_us_per_device_min: node.idle_cpu_us_per_device_min,
         all_arrived_s: node.all_arrived_s,
         bare_connect_s: bare.connect_s,
@@ -288,6 +291,14 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
         sdk_all_arrived_s: sdk.all_arrived_s,
         sdk_max_devices: sdk.connected,
         sdk_stopped_by: sdk.failed || sdk.stopped_by || null,
+        // The SDK with its platform string looked up once for all clients (not once per client, a process each): what
+        // its clients hold at full scale. rss_vs_sdk stays against the SDK as it is.
+        rss_vs_sdk_agent_once: kb(node) / kb(sdkonce),
+        sdk_agent_once_connect_s: sdkonce.connect_s,
+        sdk_agent_once_max_devices: sdkonce.connected,
+        sdk_agent_once_rss_kb_per_device: kb(sdkonce),
+        sdk_agent_once_idle_cpu_us_per_device_min: sdkonce.idle_cpu_us_per_device_min,
+        sdk_agent_once_all_arrived_s: sdkonce.all_arrived_s,
         [`hub_rss_mb_${n}`]: node.hub_rss_mb,
         runs: k,
         hub_drained: drained,
@@ -323,6 +334,12 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
         '',
       ]);
       rows.push([
+        `scale: azure-iot-device MQTT, platform looked up once, ${sdkonce.connected ?? 0} of ${n} connect (s)`,
+        sdkonce.connect_s == null ? '-' : fmt(sdkonce.connect_s),
+        `${stop(sdkonce)}; ${kbs(sdkonce)}; ${got(sdkonce)}`,
+        '',
+      ]);
+      rows.push([
         'scale: RSS per device, node / bare mqtt.js',
         fmt(s.rss_vs_bare),
         `${fmt(kb(node))} / ${fmt(kb(bare))} KB`,
@@ -331,8 +348,16 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
       rows.push([
         'scale: RSS per device, node / SDK',
         fmt(s.rss_vs_sdk),
-        `${fmt(kb(node))} / ${fmt(kb(sdk))} KB (SDK over ${sdk.connected ?? 0} devices)`,
+        kb(sdk) || !kb(sdkonce)
+          ? `${fmt(kb(node))} / ${fmt(kb(sdk))} KB (SDK over ${sdk.connected ?? 0} devices)`
+          : `${fmt(kb(node))} / ${fmt(kb(sdkonce))} KB (the SDK as it is held none: platform looked up once, ${sdkonce.connected} devices)`,
         goal(s.rss_vs_sdk <= 0.5),
+      ]);
+      rows.push([
+        'scale: RSS per device, node / SDK with platform looked up once',
+        fmt(s.rss_vs_sdk_agent_once),
+        `${fmt(kb(node))} / ${fmt(kb(sdkonce))} KB (over ${sdkonce.connected ?? 0} devices)`,
+        '',
       ]);
       rows.push([
         `scale: hub RSS with ${n} connections (MB)`,

@@ -47,7 +47,7 @@ export interface HubSessionOptions {
   sendQueueTimeoutMs?: number;
   /** How long a connection outlives its last user on a mere restart (a redeploy re-acquires it). */
   lingerMs?: number;
-  /** Device connection attempts under way at once, the others wait their turn (ConnectGate). Default 100. */
+  /** Device connection attempts under way at once, the others wait their turn (ConnectGate). Default 400. */
   connectConcurrency?: number;
 }
 
@@ -115,7 +115,7 @@ export class HubSession {
   private restClient: HubRest | undefined;
 
   constructor(private readonly o: HubSessionOptions) {
-    this.gate = new ConnectGate(o.connectConcurrency ?? 100);
+    this.gate = new ConnectGate(o.connectConcurrency ?? 400);
   }
 
   get capabilities(): Capabilities {

@@ -1,9 +1,11 @@
 /** The MQTT 3.1.1 device transport (mqtt.js), as IoT Hub wants it (docs/PROTOCOL.md section 3). */
+import type { TLSSocket } from 'node:tls';
 import { connect, IClientOptions, MqttClient } from 'mqtt';
 import type { ResolvedEndpoint } from './endpoint';
 import type { DeviceClientOptions, DeviceSession, TransportEvents } from './transport';
 import { fromConnackCode, fromSocketError, IotHubError } from './errors';
 import { c2dSubscription, decodeC2DPublish } from './property-bag';
+import { dialShare } from './dial-share';
 import { openTunnel, wsThroughProxy } from './proxy';
 import { untrustedServer } from './x509';
 
@@ -21,6 +23,8 @@ export function connectMqtt(
 ): DeviceSession {
   const ws = o.transport === 'mqtt-ws';
   const creds = o.credentials;
+  // Devices of one hub share a TLS context, session and lookup (see dial-share.ts); not with a client certificate.
+  const share = !ws && e.tls && !('cert' in creds) ? dialShare(e) : undefined;
   const options: IClientOptions = {
     clientId: o.deviceId,
     username: `${e.hostName}/${o.deviceId}/?api-version=${API_VERSION}&DeviceClientType=${CLIENT_TYPE}`,
@@ -36,6 +40,7 @@ export function connectMqtt(
     servername: e.servername,
     rejectUnauthorized: e.rejectUnauthorized,
     ...('cert' in creds ? { cert: creds.cert, key: creds.key, passphrase: creds.passphrase } : {}),
+    ...(share ? { secureContext: share.secureContext, session: share.session, lookup: share.lookup } : {}),
   };
   const url = ws ? `wss://${e.host}:${e.port}/$iothub/websocket` : `${e.tls ? 'mqtts' : 'mqtt'}://${e.host}:${e.port}`;
   // Through an HTTP proxy: TLS (ours, or the WebSocket's) over a CONNECT tunnel (proxy.ts).
@@ -44,6 +49,7 @@ export function connectMqtt(
   else if (e.proxy && e.tls)
     (options as { socket?: unknown }).socket = openTunnel(e.proxy, e.host, e.port, e.connectTimeoutMs);
   const client: MqttClient = connect(url, options);
+  if (share && client.stream) share.watch(client.stream as TLSSocket);
   let ended = false;
   let lastError: IotHubError | undefined;
 

@@ -77,6 +77,8 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
   const window = opts.inflight ?? 100;
   const { Aedes } = await import('aedes');
   const sessions = new Map<AedesClient, Session>();
+  /** The same sessions by device id: a lookup per CONNECT, not a walk over every connection (10,000 at scale). */
+  const byDevice = new Map<string, Session>();
   const tokenExpiry = new WeakMap<AedesClient, number>();
 
   const broker = await Aedes.createBroker({
@@ -186,7 +188,7 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
 
   broker.on('client', (client: unknown) => {
     const c = client as AedesClient;
-    const old = [...sessions.values()].find((s) => s.deviceId === c.id);
+    const old = byDevice.get(c.id);
     if (old) end(old.client);
     const s: Session = {
       deviceId: c.id,
@@ -199,6 +201,7 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
       expiresAt: tokenExpiry.get(c) ?? Infinity,
     };
     sessions.set(c, s);
+    byDevice.set(c.id, s);
   });
   const attachQueue = (s: Session) => {
     if (!s.detach)
@@ -222,6 +225,7 @@ export async function createMqttEndpoint(hub: HubContext, opts: { inflight?: num
     const s = sessions.get(client as AedesClient);
     if (!s) return;
     sessions.delete(s.client);
+    if (byDevice.get(s.deviceId) === s) byDevice.delete(s.deviceId);
     s.detach?.();
     s.release();
   };
