@@ -58,7 +58,8 @@ module.exports = function (RED: NodeAPI) {
 
   /** A retry says why the last attempt failed, when that is known: "cannot resolve HOST · retry #2 in 4s". */
   function because(ev: StatusEvent, text: string): string {
-    const reason = reasonOf(ev.error);
+    // A certificate's cause names the host or what is wrong with it (x509.ts); the others are a word or two.
+    const reason = certificateStatus(ev.error) ?? reasonOf(ev.error);
     return reason ? `${reason} · ${text}` : text;
   }
 
@@ -84,15 +85,13 @@ module.exports = function (RED: NodeAPI) {
         return {
           fill: 'yellow',
           shape: 'ring',
-          text:
-            certificateStatus(ev.error) ??
-            because(
-              ev,
-              RED._('iothub-connection.status.reconnecting', {
-                s: Math.ceil((ev.nextRetryMs ?? 0) / 1000),
-                n: ev.attempt ?? 1,
-              }),
-            ),
+          text: because(
+            ev,
+            RED._('iothub-connection.status.reconnecting', {
+              s: Math.ceil((ev.nextRetryMs ?? 0) / 1000),
+              n: ev.attempt ?? 1,
+            }),
+          ),
         };
       case 'unauthorized':
         return {

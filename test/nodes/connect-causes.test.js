@@ -189,8 +189,8 @@ test('connection failures say why', { timeout: 180_000 }, async (t) => {
         t,
         causeFlow({ mqttPort: hub.ports.mqtts, amqpPort: hub.ports.amqps }, hub.hubConnectionString),
         {
-          status: /^certificate not trusted · /,
-          log: /is not trusted \([A-Z_]+\): if the hub or gateway has its own CA/,
+          status: /^certificate not trusted: localhost · /,
+          log: /certificate not trusted: localhost; .*CA certificate \(PEM\) in the config node.*\([A-Z_]+\)/,
         },
       );
     } finally {
