@@ -224,6 +224,8 @@ test('the IoT Hub sidebar: devices, queue depth, purge, chart, device picker', {
     'a free id stays possible',
   );
   await page.click('#node-dialog-cancel');
+  // The closing tray keeps its #dialog-form until its animation ends: typing before then went into the send dialog.
+  await page.waitForSelector('#dialog-form', { state: 'detached' });
 
   // ... and in the device receive dialog.
   await page.locator('#red-ui-workspace-chart svg g#recv rect.red-ui-flow-node').dblclick();
