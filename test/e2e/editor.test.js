@@ -4,12 +4,8 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { startNodeRed, root } = require('../../scripts/node-red-runtime');
-
-const CHROMIUM = '/usr/bin/chromium';
-const shots = path.join(root, 'test-output', 'e2e');
+const { openEditor, shots } = require('../support/browser');
 
 const flow = (dataDir) => [
   { id: 'tab1', type: 'tab', label: 'e2e' },
@@ -114,43 +110,17 @@ const flow = (dataDir) => [
   },
 ];
 
-test('the editor: palette, dialogs, mapping row, deploy, connected, debug output', { timeout: 120000 }, async (t) => {
-  if (!fs.existsSync(CHROMIUM)) {
-    if (process.env.CI) assert.fail(`${CHROMIUM} is missing: .ci/run installs the Debian chromium package`);
-    t.skip(`${CHROMIUM} not installed (apt-get install chromium); browser test skipped`);
-    return;
-  }
-  const { chromium } = require('playwright-core');
-  fs.mkdirSync(shots, { recursive: true });
-  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-e2e-'));
-  const red = await startNodeRed({
-    userDir,
-    flows: flow(path.join(userDir, 'hub')),
-    logLevel: 'warn',
-    credentialSecret: 'e2e-test-secret',
+test('the editor: palette, dialogs, mapping row, deploy, connected, debug output', { timeout: 300_000 }, async (t) => {
+  const opened = await openEditor(t, {
+    flowsFor: (userDir) => flow(path.join(userDir, 'hub')),
+    prefix: 'iothub-e2e-',
+    viewport: { width: 1400, height: 900 },
   });
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-    ],
-  });
-  t.after(async () => {
-    await browser.close();
-    await red.stop();
-    const { releaseLocalHub } = require(path.join(root, 'nodes', 'localhub', 'shared-hub.js'));
-    await releaseLocalHub(0);
-    fs.rmSync(userDir, { recursive: true, force: true });
-  });
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  if (!opened) return;
+  const { page, red, userDir } = opened;
   await page.goto(red.url);
-  await page.waitForSelector('#red-ui-palette-container', { timeout: 30000 });
-  await page.waitForSelector('#red-ui-workspace-chart svg g#recv', { timeout: 30000 });
+  await page.waitForSelector('#red-ui-palette-container', { timeout: 90_000 });
+  await page.waitForSelector('#red-ui-workspace-chart svg g#recv', { timeout: 90_000 });
 
   for (const type of ['iothub-device-receive', 'iothub-c2d-send', 'iothub-c2d-feedback']) {
     assert.equal(
@@ -232,7 +202,7 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
   await page.click('#node-dialog-ok');
 
   await page.click('#red-ui-header-button-deploy');
-  await page.waitForSelector('.red-ui-notification', { timeout: 10000 });
+  await page.waitForSelector('.red-ui-notification', { timeout: 90_000 });
 
   // The device's status turns connected, and its message shows in the debug sidebar with the mapped property.
   await page.waitForFunction(
@@ -241,7 +211,7 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
       return el && el.textContent === 'connected';
     },
     null,
-    { timeout: 30000 },
+    { timeout: 90_000 },
   );
   await page.click('#red-ui-tab-debug-link-button').catch(() => undefined);
   await page.screenshot({ path: path.join(shots, '07-deployed.png') });
@@ -251,12 +221,12 @@ test('the editor: palette, dialogs, mapping row, deploy, connected, debug output
         (m) => m.textContent.includes('node: device got') && m.textContent.includes('hi hello from the browser test'),
       ),
     null,
-    { timeout: 30000 },
+    { timeout: 90_000 },
   );
   await page.waitForFunction(
     () => [...document.querySelectorAll('.red-ui-debug-msg')].some((m) => m.textContent.includes('Success')),
     null,
-    { timeout: 30000 },
+    { timeout: 90_000 },
   );
   await page.screenshot({ path: path.join(shots, '07-running.png') });
   const saved = JSON.parse(fs.readFileSync(path.join(userDir, 'flows.json'), 'utf8'));

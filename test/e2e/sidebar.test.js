@@ -5,13 +5,8 @@
 // counts show 20 Purged; the c2d send and device receive dialogs offer the devices as you type.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { startNodeRed, root } = require('../../scripts/node-red-runtime');
-
-const CHROMIUM = '/usr/bin/chromium';
-const shots = path.join(root, 'test-output', 'e2e');
+const { openEditor, shots } = require('../support/browser');
 
 const flow = (dataDir) => [
   { id: 'tab1', type: 'tab', label: 'sidebar' },
@@ -85,45 +80,19 @@ const flow = (dataDir) => [
   },
 ];
 
-test('the IoT Hub sidebar: devices, queue depth, purge, chart, device picker', { timeout: 180000 }, async (t) => {
-  if (!fs.existsSync(CHROMIUM)) {
-    if (process.env.CI) assert.fail(`${CHROMIUM} is missing: .ci/run installs the Debian chromium package`);
-    t.skip(`${CHROMIUM} not installed (apt-get install chromium); browser test skipped`);
-    return;
-  }
-  const { chromium } = require('playwright-core');
-  fs.mkdirSync(shots, { recursive: true });
-  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-sidebar-'));
-  const red = await startNodeRed({
-    userDir,
-    flows: flow(path.join(userDir, 'hub')),
-    logLevel: 'warn',
-    credentialSecret: 'e2e-test-secret',
+test('the IoT Hub sidebar: devices, queue depth, purge, chart, device picker', { timeout: 300_000 }, async (t) => {
+  const opened = await openEditor(t, {
+    flowsFor: (userDir) => flow(path.join(userDir, 'hub')),
+    prefix: 'iothub-sidebar-',
+    viewport: { width: 1500, height: 1000 },
   });
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-    ],
-  });
-  t.after(async () => {
-    await browser.close();
-    await red.stop();
-    const { releaseLocalHub } = require(path.join(root, 'nodes', 'localhub', 'shared-hub.js'));
-    await releaseLocalHub(0);
-    fs.rmSync(userDir, { recursive: true, force: true });
-  });
-  const page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
+  if (!opened) return;
+  const { page, red } = opened;
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
   await page.goto(red.url);
-  await page.waitForSelector('#red-ui-palette-container', { timeout: 30000 });
-  await page.waitForSelector('#red-ui-workspace-chart svg g#recv', { timeout: 30000 });
+  await page.waitForSelector('#red-ui-palette-container', { timeout: 90_000 });
+  await page.waitForSelector('#red-ui-workspace-chart svg g#recv', { timeout: 90_000 });
 
   // The chart library came from the package's resources/ folder.
   assert.equal(await page.evaluate(() => typeof window.uPlot), 'function', 'uPlot loaded from resources/');
@@ -137,13 +106,13 @@ test('the IoT Hub sidebar: devices, queue depth, purge, chart, device picker', {
   const row = (id) => page.locator(`#iothub-sb-devices tr[data-device="${id}"]`);
   const queued = (id) => row(id).locator('td.iothub-queued');
   // The device receive node's device connects (the local hub registers it on first connection).
-  await row('online-1').locator('.iothub-dot.on').waitFor({ timeout: 30000 });
+  await row('online-1').locator('.iothub-dot.on').waitFor({ timeout: 90_000 });
 
   // Two devices created from the sidebar; the connection string of the last shows for copying.
   for (const id of ['offline-1', 'offline-2']) {
     await page.fill('#iothub-sb-new-device', id);
     await page.click('#iothub-sb-create');
-    await row(id).waitFor({ timeout: 15000 });
+    await row(id).waitFor({ timeout: 90_000 });
   }
   assert.match(
     await page.inputValue('#iothub-sb-connection-string'),
@@ -158,11 +127,11 @@ test('the IoT Hub sidebar: devices, queue depth, purge, chart, device picker', {
     () =>
       document.querySelector('#iothub-sb-devices tr[data-device="offline-1"] td.iothub-queued')?.textContent === '20',
     null,
-    { timeout: 30000 },
+    { timeout: 90_000 },
   );
   assert.equal(await queued('offline-2').innerText(), '0');
   await page.waitForFunction(() => document.querySelectorAll('#iothub-sb-sends tbody tr').length === 20, null, {
-    timeout: 15000,
+    timeout: 90_000,
   });
   await page.screenshot({ path: path.join(shots, 'sidebar-02-queued.png') });
 
@@ -180,7 +149,7 @@ test('the IoT Hub sidebar: devices, queue depth, purge, chart, device picker', {
       document.querySelector('#iothub-sb-devices tr[data-device="offline-1"] td.iothub-queued')?.textContent === '0' &&
       document.querySelector('#iothub-sb-totals [data-status="Purged"] .iothub-count')?.textContent === '20',
     null,
-    { timeout: 30000 },
+    { timeout: 90_000 },
   );
   // The plotted Purged series sums to 20 too (what the chart draws, not only the legend).
   const plotted = await page.evaluate(() => {
@@ -193,7 +162,7 @@ test('the IoT Hub sidebar: devices, queue depth, purge, chart, device picker', {
       [...document.querySelectorAll('#iothub-sb-sends tbody tr')].filter((r) => r.textContent.includes('purged'))
         .length === 20,
     null,
-    { timeout: 15000 },
+    { timeout: 90_000 },
   );
   await page.screenshot({ path: path.join(shots, 'sidebar-03-purged.png') });
   await page.locator('#red-ui-sidebar').screenshot({ path: path.join(shots, 'sidebar.png') });
@@ -204,7 +173,7 @@ test('the IoT Hub sidebar: devices, queue depth, purge, chart, device picker', {
   const input = page.locator('#dialog-form .red-ui-typedInput-container input.red-ui-typedInput-input').first();
   await input.click();
   await input.pressSequentially('line');
-  await page.waitForSelector('.red-ui-autoComplete-container .iothub-device-option', { timeout: 15000 });
+  await page.waitForSelector('.red-ui-autoComplete-container .iothub-device-option', { timeout: 90_000 });
   const offered = await page
     .locator('.red-ui-autoComplete-container .iothub-device-option > span:first-child')
     .allInnerTexts();
