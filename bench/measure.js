@@ -12,6 +12,8 @@ const WARM = Number(process.env.BENCH_WARM || 1000);
 // The send cases run longer (a 2,000-msg run lasts ~0.1 s, mostly ramp-up): this many timed after SEND_WARM untimed.
 const SEND_N = Number(process.env.BENCH_SEND_N || 10000);
 const SEND_WARM = Number(process.env.BENCH_SEND_WARM || 5000);
+// The loaded latency case: this many probes, one at a time, beside the background traffic.
+const LOADED_PROBES = Number(process.env.BENCH_LOADED_PROBES || 2000);
 const hubKey = /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1];
 const { createSasToken } = require('../nodes/core/sas.js');
 const { ServiceClient } = require('../nodes/core/service-client.js');
@@ -216,6 +218,62 @@ function cfgNode() {
   };
 }
 const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
+
+/** The latency flow: inject -> c2d send (ack none) -> hub -> device receive -> sink; arrivals.probe / .other see the sink. */
+async function latencyFlow(id) {
+  const { node, creds } = cfgNode();
+  const helper = await nodeRuntime(
+    [
+      { id: 'tab', type: 'tab' },
+      node,
+      at({
+        id: 'send',
+        type: 'iothub-c2d-send',
+        connection: 'cfg',
+        deviceId: id,
+        deviceIdType: 'str',
+        ack: 'none',
+        ttl: '',
+        trackDelivery: false,
+        mappings: [],
+        wires: [],
+      }),
+      at({
+        id: 'recv',
+        type: 'iothub-device-receive',
+        connection: 'cfg',
+        deviceId: id,
+        output: 'string',
+        settle: 'auto',
+        wires: [['sink']],
+      }),
+      at({ id: 'sink', type: 'junction', wires: [] }),
+    ],
+    creds,
+  );
+  const arrivals = { probe: () => undefined, other: () => undefined };
+  helper.onInput('sink', (msg) => (msg.payload.startsWith('p') ? arrivals.probe(msg.payload) : arrivals.other()));
+  return { helper, send: helper.getNode('send'), arrivals };
+}
+
+/**
+ * Sends count probes one at a time and returns the inject -> sink times of all but the first `skip`, sorted. gapMs
+ * spaces the probes (loaded runs: so that each meets the traffic at a different moment).
+ */
+async function probe(send, arrivals, count, skip, gapMs = 0) {
+  const samples = [];
+  for (let i = 0; i < count; i++) {
+    const got = new Promise((r) => {
+      arrivals.probe = (payload) => payload === `p${i}` && r();
+    });
+    const t0 = performance.now();
+    send.receive({ payload: `p${i}` });
+    await got;
+    if (i >= skip) samples.push(performance.now() - t0);
+    if (gapMs) await sleep(gapMs);
+  }
+  return samples.sort((a, b) => a - b);
+}
 
 // The scale cases: how long they wait for all devices, how long they sit idle (CPU per idle device), how long for the messages.
 const SCALE_CAP_S = Number(process.env.BENCH_SCALE_CAP_S || 180);
@@ -747,53 +805,37 @@ const cases = {
     return { rate, ...busy };
   },
   async 'node-latency'() {
-    const id = 'node-lat';
-    const { node, creds } = cfgNode();
-    const helper = await nodeRuntime(
-      [
-        { id: 'tab', type: 'tab' },
-        node,
-        at({
-          id: 'send',
-          type: 'iothub-c2d-send',
-          connection: 'cfg',
-          deviceId: id,
-          deviceIdType: 'str',
-          ack: 'none',
-          ttl: '',
-          trackDelivery: false,
-          mappings: [],
-          wires: [],
-        }),
-        at({
-          id: 'recv',
-          type: 'iothub-device-receive',
-          connection: 'cfg',
-          deviceId: id,
-          output: 'string',
-          settle: 'auto',
-          wires: [['sink']],
-        }),
-        at({ id: 'sink', type: 'junction', wires: [] }),
-      ],
-      creds,
-    );
-    let resolveOne;
-    helper.onInput('sink', () => resolveOne());
-    const send = helper.getNode('send');
-    const samples = [];
-    for (let i = 0; i < N + 50; i++) {
-      const got = new Promise((r) => {
-        resolveOne = r;
-      });
-      const t0 = performance.now();
-      send.receive({ payload: `l${i}` });
-      await got;
-      if (i >= 50) samples.push(performance.now() - t0);
-    }
-    samples.sort((a, b) => a - b);
+    const { helper, send, arrivals } = await latencyFlow('node-lat');
+    const samples = await probe(send, arrivals, N + 50, 50);
     await helper.stop();
     return { p50_ms: percentile(samples, 0.5), p99_ms: percentile(samples, 0.99) };
+  },
+  async 'node-latency-loaded'() {
+    // As node-latency, while LOADED_RATE msg/s (1,000) of other traffic flow through the same send node, hub and device
+    // receive node: a probe waits behind whatever that traffic has queued in the runtime, the link and the hub.
+    const rate = Number(process.env.BENCH_LOADED_RATE || 1000);
+    const { helper, send, arrivals } = await latencyFlow('node-lat-loaded');
+    let sent = 0;
+    let background = 0;
+    const t0 = performance.now();
+    // Every 2 ms, as many as keep the count at rate x elapsed: a steady rate, not bursts of a timer's worth.
+    const timer = setInterval(() => {
+      const due = Math.floor(((performance.now() - t0) * rate) / 1000);
+      for (; sent < due; sent++) send.receive({ payload: `bg${sent}` });
+    }, 2);
+    arrivals.other = () => background++;
+    const samples = await probe(send, arrivals, LOADED_PROBES + 50, 50, 3);
+    clearInterval(timer);
+    const seconds = (performance.now() - t0) / 1000;
+    await until(() => background === sent);
+    await helper.stop();
+    return {
+      p50_ms: percentile(samples, 0.5),
+      p99_ms: percentile(samples, 0.99),
+      background_rate: sent / seconds,
+      background_sent: sent,
+      background_received: background,
+    };
   },
   async 'sdk-latency'() {
     const id = 'sdk-lat';
@@ -1044,12 +1086,19 @@ const cases = {
       ],
       creds,
     );
+    // The hub's feedback queue may still hold the send case's records ("purged", from its ack full runs): drain them
+    // first, and count only this device's records, so the figure is this message's way and not the queue's backlog.
+    let lastFb = performance.now();
     let tGot;
-    let resolveFb;
+    let resolveFb = () => undefined;
     helper.onInput('got', () => {
       tGot = performance.now();
     });
-    helper.onInput('fbout', () => resolveFb(performance.now() - tGot));
+    helper.onInput('fbout', (msg) => {
+      lastFb = performance.now();
+      if (msg.deviceId === id) resolveFb(performance.now() - tGot);
+    });
+    await until(() => performance.now() - lastFb > 1000);
     const samples = [];
     for (let i = 0; i < 300; i++) {
       const fb = new Promise((r) => {
