@@ -55,7 +55,6 @@ export function connectMqtt(
     (options as { socket?: unknown }).socket = openTunnel(e.proxy, e.host, e.port, e.connectTimeoutMs);
   const client: MqttClient = connect(url, options);
   if (share && client.stream) share.watch(client.stream as TLSSocket);
-  if (client.stream) coalesceWrites(client.stream);
   let ended = false;
   let lastError: IotHubError | undefined;
 
@@ -150,23 +149,3 @@ export function connectMqtt(
   };
 }
 
-/**
- * mqtt.js handles each packet of a read in its own tick and writes each PUBACK with a cork of one tick: a drain of N
- * messages made N writes (N TLS records, N syscalls; ~10 % of a receive's CPU), and the hub N reads. Corked from a read
- * until the ticks after it have run, the PUBACKs of one read leave in one write. setImmediate runs after them, within
- * the same turn of the loop, so no acknowledgement waits longer than that.
- */
-function coalesceWrites(stream: NodeJS.ReadableStream & { cork?: () => void; uncork?: () => void }): void {
-  if (!stream.cork || !stream.uncork) return;
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
-    stream.uncork?.();
-  };
-  stream.prependListener('data', () => {
-    if (corked) return;
-    corked = true;
-    stream.cork?.();
-    setImmediate(uncork);
-  });
-}
