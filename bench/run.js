@@ -216,14 +216,15 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
     if (want('receive')) {
       // A drain of 5,000 takes a fraction of a second and varies by ±20% run to run: each figure is the median of RUNS,
       // taken in turns so that a slow moment of the machine does not fall on one client only.
-      const runs = { node: [], sdk: [], bare: [], core: [] };
+      const runs = { node: [], sdk: [], bare: [], core: [], floor: [] };
       for (let i = 0; i < RUNS; i++) {
         runs.node.push(measure(info, 'node-receive'));
         runs.sdk.push(measure(info, 'sdk-receive'));
         runs.bare.push(measure(info, 'mqtt-receive'));
         runs.core.push(measure(info, 'core-receive'));
+        runs.floor.push(measure(info, 'mqtt-node-floor'));
       }
-      const [node, sdk, bare, core] = ['node', 'sdk', 'bare', 'core'].map((k) => ({
+      const [node, sdk, bare, core, floor] = ['node', 'sdk', 'bare', 'core', 'floor'].map((k) => ({
         rate: median(runs[k]),
         cpu: cpuOf(runs[k]),
       }));
@@ -235,9 +236,13 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
         node_vs_sdk: node.rate / sdk.rate,
         node_vs_bare: node.rate / bare.rate,
         node_cpu_vs_bare: node.cpu.client / bare.cpu.client,
+        // The least a Node-RED node on mqtt.js can cost (bare mqtt.js into node.send): where node_cpu_vs_bare's limit is.
+        floor_rate: floor.rate,
+        floor_cpu_vs_bare: floor.cpu.client / bare.cpu.client,
+        node_cpu_vs_floor: node.cpu.client / floor.cpu.client,
         core_vs_sdk: core.rate / sdk.rate,
         runs: Object.fromEntries(Object.entries(runs).map(([k, rs]) => [k, rs.map((r) => Math.round(r.rate))])),
-        cpu_us_per_msg: { node: node.cpu, sdk: sdk.cpu, bare: bare.cpu, core: core.cpu },
+        cpu_us_per_msg: { node: node.cpu, sdk: sdk.cpu, bare: bare.cpu, core: core.cpu, floor: floor.cpu },
         bound_vs_sdk: bound(sdk.cpu, bare.cpu),
       };
       rows.push([
@@ -257,6 +262,12 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
         fmt(results.receive.node_cpu_vs_bare),
         `${fmt(node.cpu.client)} / ${fmt(bare.cpu.client)} us`,
         goal(results.receive.node_cpu_vs_bare <= 1.2),
+      ]);
+      rows.push([
+        'receive: bare mqtt.js into node.send(), the floor for any node',
+        fmt(results.receive.floor_cpu_vs_bare),
+        `x bare mqtt.js's client CPU (${fmt(floor.cpu.client)} us/msg); the node ${fmt(results.receive.node_cpu_vs_floor)}x this floor`,
+        '',
       ]);
       rows.push(['receive: azure-iot-device MQTT (msg/s)', fmt(sdk.rate), busy(sdk.cpu), '']);
       rows.push([
