@@ -353,6 +353,7 @@ async function scaleRun(kind, n, attempts, start) {
   const ids = Array.from({ length: n }, (_, i) => `scale-${kind}-${i}`);
   let got = 0;
   const rss0 = settledRss();
+  const mem0 = process.memoryUsage();
   const hubRss0 = hubRssMb();
   const connectCpu0 = process.cpuUsage();
   const connectHubCpu0 = hubCpuMs();
@@ -394,6 +395,9 @@ async function scaleRun(kind, n, attempts, start) {
   // A second for the last subscriptions and status redraws to finish, then what the devices hold.
   await sleep(1000);
   const rss1 = settledRss();
+  const mem1 = process.memoryUsage();
+  // BENCH_HEAPSNAP=file: a heap snapshot of the connected devices (what each holds, by constructor).
+  if (process.env.BENCH_HEAPSNAP) require('node:v8').writeHeapSnapshot(process.env.BENCH_HEAPSNAP);
   const hubRss1 = hubRssMb();
   // Idle: nothing sent or received; keepalive PINGs (every 180 s) fall outside a window shorter than that.
   const cpu0 = process.cpuUsage();
@@ -425,6 +429,9 @@ async function scaleRun(kind, n, attempts, start) {
     rss_mb_after: rss1 / 2 ** 20,
     // Per device only over devices that connected: none connected is no figure, not the whole process's growth.
     rss_kb_per_device: connected > 0 ? (rss1 - rss0) / 1024 / connected : null,
+    // Where it is: the JS heap, and memory outside it (TLS and socket buffers held by JS objects).
+    heap_kb_per_device: connected > 0 ? (mem1.heapUsed - mem0.heapUsed) / 1024 / connected : null,
+    external_kb_per_device: connected > 0 ? (mem1.external - mem0.external) / 1024 / connected : null,
     hub_rss_mb_before: hubRss0,
     hub_rss_mb: hubRss1,
     idle_s: SCALE_IDLE_S,
