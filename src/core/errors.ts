@@ -201,7 +201,8 @@ const BY_CONDITION: Record<string, [IotHubErrorCode, string]> = {
   [AMQP_CONDITIONS.notFound]: ['DEVICE_NOT_FOUND', 'device not found: register it in the hub or check the device id'],
   [AMQP_CONDITIONS.resourceLimitExceeded]: [
     'QUEUE_FULL',
-    "the device's C2D queue is full (50 messages): wait until the device receives some",
+    // IoT Hub's limit is 50 per device; the hub's description says which limit it applied.
+    "the device's C2D queue is full: wait until the device receives some, or purge its queue",
   ],
   [AMQP_CONDITIONS.messageSizeExceeded]: ['MESSAGE_TOO_LARGE', 'the message is larger than IoT Hub accepts (64 KB)'],
   [AMQP_CONDITIONS.unauthorized]: [
