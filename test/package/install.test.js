@@ -13,6 +13,7 @@ const path = require('node:path');
 const WebSocket = require('ws');
 const { startNodeRed } = require('../../scripts/node-red-runtime');
 const { adminRequest } = require('../support/runtime');
+const { cliArgs, checkJsonLine } = require('../support/hub-cli');
 
 const root = path.join(__dirname, '..', '..');
 const pkg = require(path.join(root, 'package.json'));
@@ -385,58 +386,8 @@ function startCli(command, args, detached) {
   return { child, firstLine, exited };
 }
 
-function checkInfo(line) {
-  let info;
-  assert.doesNotThrow(() => {
-    info = JSON.parse(line);
-  }, 'the first line is JSON');
-  assert.deepEqual(Object.keys(info).sort(), [
-    'caCertPath',
-    'devices',
-    'enrollmentGroups',
-    'enrollments',
-    'hostName',
-    'hubConnectionString',
-    'idScope',
-    'ports',
-    'provisioningHost',
-  ]);
-  assert.deepEqual(Object.keys(info.devices), ['cli-dev']);
-  assert.ok(
-    Object.values(info.ports).every((p) => Number.isInteger(p) && p > 0),
-    'five ports',
-  );
-  // Checked without printing: the strings hold keys.
-  assert.ok(
-    /^HostName=localhost:\d+;SharedAccessKeyName=iothubowner;SharedAccessKey=\S+$/.test(info.hubConnectionString),
-    'a hub connection string',
-  );
-  assert.ok(
-    /^HostName=localhost:\d+;DeviceId=cli-dev;SharedAccessKey=\S+$/.test(info.devices['cli-dev']),
-    'a device connection string',
-  );
-  assert.ok(fs.existsSync(info.caCertPath), 'the CA file exists');
-  return info;
-}
-
 test('npx iothub-local-hub --json prints its line, and SIGTERM stops it', async () => {
-  const args = (dir) => [
-    '--json',
-    '--data-dir',
-    path.join(tmp, dir),
-    '--mqtt-port',
-    '0',
-    '--amqps-port',
-    '0',
-    '--amqp-port',
-    '0',
-    '--https-port',
-    '0',
-    '--dps-port',
-    '0',
-    '--device',
-    'cli-dev',
-  ];
+  const args = (dir) => cliArgs(path.join(tmp, dir));
 
   // The installed command itself (the bin link, its #! line and mode): SIGTERM exits 0.
   const direct = startCli(
@@ -444,7 +395,7 @@ test('npx iothub-local-hub --json prints its line, and SIGTERM stops it', async 
     args('cli-direct'),
     false,
   );
-  const directInfo = checkInfo(await direct.firstLine);
+  const directInfo = checkJsonLine(await direct.firstLine);
   direct.child.kill('SIGTERM');
   const directEnd = await direct.exited;
   assert.equal(directEnd.code, 0, `exit ${directEnd.code ?? directEnd.signal}`);
@@ -455,7 +406,7 @@ test('npx iothub-local-hub --json prints its line, and SIGTERM stops it', async 
   // npm does not pass a SIGTERM sent to npx alone on to the command, so the signal goes to the process
   // group, as a terminal or service manager sends it.
   const viaNpx = startCli('npx', ['--no', '--', 'iothub-local-hub', ...args('cli-npx')], true);
-  const npxInfo = checkInfo(await viaNpx.firstLine);
+  const npxInfo = checkJsonLine(await viaNpx.firstLine);
   process.kill(-viaNpx.child.pid, 'SIGTERM');
   await viaNpx.exited;
   await waitFor(
