@@ -16,7 +16,6 @@ import { Proxy, proxyFor } from './core/proxy';
 import type { LocalHub } from './localhub/index';
 import { acquireLocalHub, releaseLocalHub } from './localhub/shared-hub';
 import { failureStatus, markLogged } from './node-lease';
-import { certificateStatus } from './core/x509';
 import { connectionSettings, ConnectionSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeStatus } from './node-red';
 
@@ -59,7 +58,7 @@ module.exports = function (RED: NodeAPI) {
   /** A retry says why the last attempt failed, when that is known: "cannot resolve HOST · retry #2 in 4s". */
   function because(ev: StatusEvent, text: string): string {
     // A certificate's cause names the host or what is wrong with it (x509.ts); the others are a word or two.
-    const reason = certificateStatus(ev.error) ?? reasonOf(ev.error);
+    const reason = reasonOf(ev.error);
     return reason ? `${reason} · ${text}` : text;
   }
 
@@ -97,11 +96,11 @@ module.exports = function (RED: NodeAPI) {
         return {
           fill: 'red',
           shape: 'ring',
-          text:
-            certificateStatus(ev.error) ??
-            (ev.provisioning
-              ? RED._('iothub-connection.status.dpsUnauthorized', { s: Math.ceil((ev.nextRetryMs ?? 0) / 1000) })
-              : RED._('iothub-connection.status.unauthorized')),
+          // A refused certificate says why (its reason, x509.ts); any other refusal is the plain text.
+          text: ev.provisioning
+            ? RED._('iothub-connection.status.dpsUnauthorized', { s: Math.ceil((ev.nextRetryMs ?? 0) / 1000) })
+            : ((ev.error instanceof IotHubError ? ev.error.reason : undefined) ??
+              RED._('iothub-connection.status.unauthorized')),
         };
       case 'error':
         return ev.error

@@ -82,7 +82,7 @@ export function certificateRefused(certPem: string, deviceId: string, now = Date
   } catch {
     why = 'certificate refused: the hub does not accept the client certificate';
   }
-  return new IotHubError('UNAUTHORIZED', why);
+  return new IotHubError('UNAUTHORIZED', why, { reason: shortCause(why) });
 }
 
 /** Node's codes for a server certificate it cannot verify. */
@@ -110,13 +110,12 @@ export function untrustedServer(err: unknown, host: string): IotHubError | undef
       : code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID'
         ? 'its certificate is out of its validity period; check the clock, or renew the certificate'
         : "its certificate is not issued by a CA this runtime trusts; give the gateway's CA certificate (PEM) in the config node or in NODE_EXTRA_CA_CERTS";
-  return new IotHubError('CONNECTION_LOST', `certificate not trusted: ${host}; ${fix} (${code})`, { cause: err });
+  const text = `certificate not trusted: ${host}; ${fix} (${code})`;
+  return new IotHubError('CONNECTION_LOST', text, { cause: err, reason: shortCause(text) });
 }
 
-/** The short status of a certificate error (the text before its first ";"), or undefined for any other error. */
-export function certificateStatus(err: unknown): string | undefined {
-  const m = err instanceof IotHubError ? err.message : '';
-  if (!/^certificate (refused|not trusted):/.test(m)) return undefined;
-  const head = m.split(';')[0];
+/** A certificate's cause for the status (errors.ts reasonOf): the text before its first ";", at most 60 characters. */
+function shortCause(text: string): string {
+  const head = text.split(';')[0];
   return head.length > 60 ? `${head.slice(0, 57)}...` : head;
 }

@@ -9,9 +9,8 @@ const {
   readClientCertificate,
   certificateRefused,
   untrustedServer,
-  certificateStatus,
 } = require('../../nodes/core/x509.js');
-const { IotHubError } = require('../../nodes/core/errors.js');
+const { IotHubError, reasonOf } = require('../../nodes/core/errors.js');
 const { chainProblem, checkThumbprint } = require('../../nodes/localhub/x509-auth.js');
 const { Registry } = require('../../nodes/localhub/registry.js');
 const { CertFactory } = require('../support/certs');
@@ -69,16 +68,17 @@ test('a refusal is explained from the certificate; the status is the part before
   const refused = certificateRefused(ok.certPem, 'dev');
   assert.equal(refused.code, 'UNAUTHORIZED');
   assert.match(refused.message, new RegExp(`SHA-1 ${ok.sha1}\\) on device dev`));
-  assert.equal(certificateStatus(refused), 'certificate refused: the hub does not accept it');
-  assert.match(certificateStatus(certificateRefused(old.certPem, 'dev')), /^certificate refused: it expired on \d{4}-/);
+  assert.equal(reasonOf(refused), 'certificate refused: the hub does not accept it');
+  assert.match(reasonOf(certificateRefused(old.certPem, 'dev')), /^certificate refused: it expired on \d{4}-/);
   assert.match(certificateRefused(later.certPem, 'dev').message, /not valid before .*check the device clock/);
-  assert.equal(certificateStatus(new IotHubError('UNAUTHORIZED', 'not authorized')), undefined);
+  // Any other refusal keeps the plain word.
+  assert.equal(reasonOf(new IotHubError('UNAUTHORIZED', 'not authorized')), 'unauthorized');
 });
 
 test("Node's certificate verification codes become 'certificate not trusted: HOST' with the fix; other errors do not", () => {
   for (const code of ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID']) {
     const e = untrustedServer(Object.assign(new Error('x'), { code }), 'gw.example');
-    assert.equal(certificateStatus(e), 'certificate not trusted: gw.example');
+    assert.equal(reasonOf(e), 'certificate not trusted: gw.example');
     assert.ok(e.message.includes(code));
   }
   assert.match(
