@@ -219,6 +219,32 @@ function cfgNode() {
 }
 const at = (n) => ({ x: 1, y: 1, z: 'tab', ...n });
 
+/** The c2d send node of the bench flows: to device `id`, no expiry, no tracking, no property mappings. */
+const sendNode = (id, ack) =>
+  at({
+    id: 'send',
+    type: 'iothub-c2d-send',
+    connection: 'cfg',
+    deviceId: id,
+    deviceIdType: 'str',
+    ack,
+    ttl: '',
+    trackDelivery: false,
+    mappings: [],
+    wires: [],
+  });
+/** The device receive node of the bench flows: device `id`, settled automatically, wired to `to`. */
+const recvNode = (id, output, to) =>
+  at({
+    id: 'recv',
+    type: 'iothub-device-receive',
+    connection: 'cfg',
+    deviceId: id,
+    output,
+    settle: 'auto',
+    wires: [[to]],
+  });
+
 /** Bare mqtt.js as an IoT Hub device (SAS password, clean: false, C2D subscription), nothing else: the ceiling. */
 function bareMqttDevice(id, onMessage) {
   const mqtt = require('mqtt');
@@ -250,27 +276,8 @@ async function latencyFlow(id) {
     [
       { id: 'tab', type: 'tab' },
       node,
-      at({
-        id: 'send',
-        type: 'iothub-c2d-send',
-        connection: 'cfg',
-        deviceId: id,
-        deviceIdType: 'str',
-        ack: 'none',
-        ttl: '',
-        trackDelivery: false,
-        mappings: [],
-        wires: [],
-      }),
-      at({
-        id: 'recv',
-        type: 'iothub-device-receive',
-        connection: 'cfg',
-        deviceId: id,
-        output: 'string',
-        settle: 'auto',
-        wires: [['sink']],
-      }),
+      sendNode(id, 'none'),
+      recvNode(id, 'string', 'sink'),
       at({ id: 'sink', type: 'junction', wires: [] }),
     ],
     creds,
@@ -670,25 +677,7 @@ const cases = {
     const id = `node-send-${ack}`;
     await (await ourDevice(id, () => undefined)).close();
     const { node, creds } = cfgNode();
-    const helper = await nodeRuntime(
-      [
-        { id: 'tab', type: 'tab' },
-        node,
-        at({
-          id: 'send',
-          type: 'iothub-c2d-send',
-          connection: 'cfg',
-          deviceId: id,
-          deviceIdType: 'str',
-          ack,
-          ttl: '',
-          trackDelivery: false,
-          mappings: [],
-          wires: [],
-        }),
-      ],
-      creds,
-    );
+    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, node, sendNode(id, ack)], creds);
     // Warm the connection with one message.
     let done = 0;
     // BENCH_NODE_WINDOW=100: a new msg goes in as each one completes (as the SDK case keeps 100 in flight); by default
@@ -823,20 +812,7 @@ const cases = {
     let t0;
     let cpu;
     const helper = await nodeRuntime(
-      [
-        { id: 'tab', type: 'tab' },
-        node,
-        at({
-          id: 'recv',
-          type: 'iothub-device-receive',
-          connection: 'cfg',
-          deviceId: id,
-          output: 'auto',
-          settle: 'auto',
-          wires: [['sink']],
-        }),
-        at({ id: 'sink', type: 'junction', wires: [] }),
-      ],
+      [{ id: 'tab', type: 'tab' }, node, recvNode(id, 'auto', 'sink'), at({ id: 'sink', type: 'junction', wires: [] })],
       creds,
     );
     helper.onInput('sink', () => {
@@ -1106,27 +1082,8 @@ const cases = {
       [
         { id: 'tab', type: 'tab' },
         node,
-        at({
-          id: 'send',
-          type: 'iothub-c2d-send',
-          connection: 'cfg',
-          deviceId: id,
-          deviceIdType: 'str',
-          ack: 'full',
-          ttl: '',
-          trackDelivery: false,
-          mappings: [],
-          wires: [],
-        }),
-        at({
-          id: 'recv',
-          type: 'iothub-device-receive',
-          connection: 'cfg',
-          deviceId: id,
-          output: 'string',
-          settle: 'auto',
-          wires: [['got']],
-        }),
+        sendNode(id, 'full'),
+        recvNode(id, 'string', 'got'),
         at({ id: 'fb', type: 'iothub-c2d-feedback', connection: 'cfg', split: true, wires: [['fbout']] }),
         at({ id: 'got', type: 'junction', wires: [] }),
         at({ id: 'fbout', type: 'junction', wires: [] }),
