@@ -1,6 +1,7 @@
 /** Opening an AMQP connection to IoT Hub (TLS or WebSockets) and claims-based auth on `$cbs` (docs/PROTOCOL.md section 5). */
 import { randomUUID } from 'node:crypto';
 import { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import {
   Connection,
   ConnectionOptions,
@@ -12,6 +13,7 @@ import {
   websocket_connect,
 } from 'rhea';
 import WebSocket from 'ws';
+import { dialShare } from './dial-share';
 import type { ResolvedEndpoint } from './endpoint';
 import { fromSocketError, IotHubError, peerText } from './errors';
 import { tlsThroughProxy, wsThroughProxy } from './proxy';
@@ -65,6 +67,9 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
         tlsThroughProxy(proxy, host, port, tlsOptions, e.connectTimeoutMs, onSecure),
     } as unknown as ConnectionOptions);
   } else {
+    // Connections of one hub share a TLS context, session and lookup, as MQTT devices do (dial-share.ts); not with a
+    // client certificate. rhea hands these options to tls.connect as they are.
+    const share = e.tls && !extra.cert ? dialShare(e) : undefined;
     connection = container.connect({
       ...common,
       host: e.host,
@@ -78,9 +83,13 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
             cert: extra.cert,
             key: extra.key,
             passphrase: extra.passphrase,
+            ...(share ? { secureContext: share.secureContext, session: share.session, lookup: share.lookup } : {}),
           }
         : {}),
     } as ConnectionOptions);
+    // rhea dials at once: its socket is there now.
+    const socket = (connection as unknown as { socket?: TLSSocket }).socket;
+    if (share && socket) share.watch(socket);
   }
   targetOf.set(connection, { host: e.host, port: e.port });
   // rhea reports bytes it cannot decode (a hub's malformed frame or message) and anything thrown by a handler it runs

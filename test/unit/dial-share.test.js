@@ -139,3 +139,60 @@ test('the local hub resumes the TLS session it gave an MQTT device', async () =>
     await hub.stop();
   }
 });
+
+test('AMQP devices share it too: the second of two resumes the session the hub gave the first', async () => {
+  const { start } = require('../../nodes/localhub/index.js');
+  const { DeviceClient } = require('../../nodes/core/device-client.js');
+  const hub = await start({
+    dataDir: fs.mkdtempSync(path.join(dir, 'hub-')),
+    ports: { mqtts: 0, amqps: 0, amqp: 0, https: 0 },
+    autoRegister: true,
+  });
+  const hubKey = /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1];
+  const o = { hostName: 'localhost', connectHost: '127.0.0.1', port: hub.ports.amqps, ca: hub.caPem };
+  const share = dialShare(resolveEndpoint(o, 5671));
+  // Every TLS socket this process opens, to see what the devices' own connections did.
+  const sockets = [];
+  const connect = tls.connect;
+  tls.connect = (...args) => {
+    const s = connect.apply(tls, args);
+    sockets.push({ s, context: args.find((a) => a && typeof a === 'object')?.secureContext });
+    return s;
+  };
+  const devices = ['amqp-resume-1', 'amqp-resume-2'].map(
+    (deviceId) =>
+      new DeviceClient({
+        ...o,
+        deviceId,
+        transport: 'amqp',
+        credentials: { sharedAccessKey: hubKey, sharedAccessKeyName: 'iothubowner' },
+      }),
+  );
+  try {
+    const up = (d) => new Promise((r) => d.on('status', (e) => e.state === 'connected' && r()));
+    const first = up(devices[0]);
+    devices[0].open();
+    await first;
+    // The first device's connection hands the hub's session to the share (a condition, not a time: 30 s is a bound).
+    const until = Date.now() + 30_000;
+    while (!share.session && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(share.session, "the first AMQP device's connection gave the share the hub's session");
+    const second = up(devices[1]);
+    devices[1].open();
+    await second;
+    assert.equal(sockets.length, 2, 'one TLS connection per device');
+    assert.ok(
+      sockets.every((x) => x.context === share.secureContext),
+      'both dialled with the shared context',
+    );
+    assert.deepEqual(
+      sockets.map((x) => x.s.isSessionReused()),
+      [false, true],
+    );
+    assert.ok(sockets[1].s.authorized, 'the resumed connection is still authorized');
+  } finally {
+    tls.connect = connect;
+    await Promise.all(devices.map((d) => d.close()));
+    await hub.stop();
+  }
+});
