@@ -110,15 +110,21 @@ test('concurrent lookups of one host get one answer', async () => {
   assert.deepEqual(answers[2], answers[0]);
 });
 
-test('the local hub resumes the TLS session it gave an MQTT device', async () => {
+const { DeviceClient } = require('../../nodes/core/device-client.js');
+
+/** The local hub on ephemeral ports, registering devices as they come, and its owner key. */
+async function startLocalHub() {
   const { start } = require('../../nodes/localhub/index.js');
-  const { DeviceClient } = require('../../nodes/core/device-client.js');
   const hub = await start({
     dataDir: fs.mkdtempSync(path.join(dir, 'hub-')),
     ports: { mqtts: 0, amqps: 0, amqp: 0, https: 0 },
     autoRegister: true,
   });
-  const hubKey = /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1];
+  return { hub, hubKey: /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1] };
+}
+
+test('the local hub resumes the TLS session it gave an MQTT device', async () => {
+  const { hub, hubKey } = await startLocalHub();
   const o = { hostName: 'localhost', connectHost: '127.0.0.1', port: hub.ports.mqtts, ca: hub.caPem };
   const d = new DeviceClient({
     ...o,
@@ -141,14 +147,7 @@ test('the local hub resumes the TLS session it gave an MQTT device', async () =>
 });
 
 test('AMQP devices share it too: the second of two resumes the session the hub gave the first', async () => {
-  const { start } = require('../../nodes/localhub/index.js');
-  const { DeviceClient } = require('../../nodes/core/device-client.js');
-  const hub = await start({
-    dataDir: fs.mkdtempSync(path.join(dir, 'hub-')),
-    ports: { mqtts: 0, amqps: 0, amqp: 0, https: 0 },
-    autoRegister: true,
-  });
-  const hubKey = /SharedAccessKey=([^;]+)/.exec(hub.hubConnectionString)[1];
+  const { hub, hubKey } = await startLocalHub();
   const o = { hostName: 'localhost', connectHost: '127.0.0.1', port: hub.ports.amqps, ca: hub.caPem };
   const share = dialShare(resolveEndpoint(o, 5671));
   // Every TLS socket this process opens, to see what the devices' own connections did.
