@@ -1103,20 +1103,30 @@ const cases = {
       if (msg.deviceId === id) resolveFb(performance.now() - tGot);
     });
     await until(() => performance.now() - lastFb > 1000);
-    const samples = [];
-    // FEEDBACK_SAMPLES (1,000): enough that p99 is not the 3rd-worst of a few hundred.
+    // FEEDBACK_SAMPLES (1,000): enough that p99 is not the 3rd-worst of a few hundred. Timed after WARM (1,000)
+    // untimed, as the send cases are: the first thousand round trips are also both processes' JIT compiling the path
+    // on the 2 cores the messages need (their p99 is reported as cold_p99_ms).
     const count = Number(process.env.BENCH_FEEDBACK_SAMPLES || 1000);
-    for (let i = 0; i < count + 20; i++) {
+    const cold = [];
+    const samples = [];
+    for (let i = 0; i < WARM + count; i++) {
       const fb = new Promise((r) => {
         resolveFb = r;
       });
       helper.getNode('send').receive({ payload: `f${i}` });
       const d = await fb;
-      if (i >= 20) samples.push(d);
+      (i < WARM ? cold : samples).push(d);
     }
     samples.sort((a, b) => a - b);
+    cold.sort((a, b) => a - b);
     await helper.stop();
-    return { p50_ms: percentile(samples, 0.5), p99_ms: percentile(samples, 0.99), worst_ms: samples.slice(-5) };
+    return {
+      p50_ms: percentile(samples, 0.5),
+      p99_ms: percentile(samples, 0.99),
+      worst_ms: samples.slice(-5),
+      warm: WARM,
+      cold_p99_ms: percentile(cold, 0.99),
+    };
   },
 };
 

@@ -161,13 +161,20 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
       ]);
     }
     if (want('feedback')) {
-      const fb = measure(info, 'feedback-latency');
-      results.feedback = { p50_ms: fb.p50_ms, p99_ms: fb.p99_ms };
+      // A p99 of one run swings +-1 ms with the machine: the median of RUNS runs, as the send and receive figures are.
+      const fbRuns = Array.from({ length: RUNS }, () => measure(info, 'feedback-latency'));
+      const mid = (key) => medianOf(fbRuns.map((r) => r[key]));
+      results.feedback = {
+        p50_ms: mid('p50_ms'),
+        p99_ms: mid('p99_ms'),
+        cold_p99_ms: mid('cold_p99_ms'),
+        runs_p99_ms: fbRuns.map((r) => r.p99_ms),
+      };
       rows.push([
         'feedback: completion -> c2d feedback output, p50 / p99 (ms)',
-        `${fmt(fb.p50_ms)} / ${fmt(fb.p99_ms)}`,
-        'hub batching 1 ms (goal p99 <= 5)',
-        goal(fb.p99_ms <= 5),
+        `${fmt(results.feedback.p50_ms)} / ${fmt(results.feedback.p99_ms)}`,
+        `hub batching 1 ms; first ${fbRuns[0].warm}: p99 ${fmt(results.feedback.cold_p99_ms)} (goal p99 <= 5)`,
+        goal(results.feedback.p99_ms <= 5),
       ]);
     }
     if (want('send')) {
