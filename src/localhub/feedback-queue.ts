@@ -1,13 +1,19 @@
 /** The hub's one feedback queue (docs/PROTOCOL.md section 6): records batched into messages for competing back ends. */
 import { randomUUID } from 'node:crypto';
 import { FeedbackRecord } from '../core/message';
+import type { StoredBatch } from './feedback-journal';
 
+/** In the hub's state file: the records not yet batched. Batches live in the journal; files from before it hold them here. */
 export interface StoredFeedback {
-  batches: Omit<FeedbackBatch, 'lockedBy'>[];
+  batches?: StoredBatch[];
   pending: FeedbackRecord[];
 }
 
-const batchJson = new WeakMap<FeedbackBatch, string>();
+/** Hears each batch made and each batch gone (the journal that saves them). */
+export interface BatchJournal {
+  added(b: StoredBatch): void;
+  removed(b: StoredBatch): void;
+}
 
 /** A back end's feedback receiving link; returns false when it has no credit. */
 export interface FeedbackSink {
@@ -35,6 +41,7 @@ export class FeedbackQueue {
   private readonly sinks: FeedbackSink[] = [];
   private next = 0;
   onChange: () => void = () => undefined;
+  journal: BatchJournal | undefined;
 
   constructor(private readonly o: FeedbackOptions) {}
 
@@ -48,11 +55,9 @@ export class FeedbackQueue {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     while (this.pending.length > 0) {
-      this.batches.push({
-        id: randomUUID(),
-        records: this.pending.splice(0, this.o.batchSize),
-        enqueuedTime: Date.now(),
-      });
+      const b = { id: randomUUID(), records: this.pending.splice(0, this.o.batchSize), enqueuedTime: Date.now() };
+      this.batches.push(b);
+      this.journal?.added(b);
     }
     this.onChange();
     this.pump();
@@ -73,7 +78,11 @@ export class FeedbackQueue {
   pump(): void {
     const now = Date.now();
     for (let i = this.batches.length - 1; i >= 0; i--) {
-      if (!this.batches[i].lockedBy && this.batches[i].enqueuedTime + this.o.ttlMs <= now) this.batches.splice(i, 1);
+      const b = this.batches[i];
+      if (!b.lockedBy && b.enqueuedTime + this.o.ttlMs <= now) {
+        this.batches.splice(i, 1);
+        this.journal?.removed(b);
+      }
     }
     for (const b of this.batches) {
       if (b.lockedBy) continue;
@@ -92,8 +101,10 @@ export class FeedbackQueue {
   settle(batch: FeedbackBatch, accepted: boolean): void {
     const i = this.batches.indexOf(batch);
     if (i < 0) return;
-    if (accepted) this.batches.splice(i, 1);
-    else batch.lockedBy = undefined;
+    if (accepted) {
+      this.batches.splice(i, 1);
+      this.journal?.removed(batch);
+    } else batch.lockedBy = undefined;
     this.onChange();
     if (!accepted) setImmediate(() => this.pump());
   }
@@ -102,21 +113,24 @@ export class FeedbackQueue {
     return this.batches.length + (this.pending.length ? 1 : 0);
   }
 
-  /** As JSON text (StoredFeedback); a batch never changes once made, so its JSON is made once (thousands may wait for a reader). */
+  /** As JSON text (StoredFeedback): the records not yet batched (a few; the batches are in the journal). */
   toJSONText(): string {
-    const batches = this.batches.map((b) => {
-      let json = batchJson.get(b);
-      if (json === undefined) {
-        json = JSON.stringify({ id: b.id, records: b.records, enqueuedTime: b.enqueuedTime });
-        batchJson.set(b, json);
-      }
-      return json;
-    });
-    return `{"batches":[${batches.join(',')}],"pending":${JSON.stringify(this.pending)}}`;
+    return `{"pending":${JSON.stringify(this.pending)}}`;
   }
 
-  load(data: Partial<StoredFeedback> | undefined): void {
-    for (const b of data?.batches ?? []) this.batches.push({ ...b });
+  /** The batches waiting (unsettled), as the journal saves them. */
+  storedBatches(): StoredBatch[] {
+    return this.batches;
+  }
+
+  /** journaled: batches the journal holds already; data: the state file's part (its batches, from before the journal, are journaled now). */
+  load(data: Partial<StoredFeedback> | undefined, journaled: StoredBatch[] = []): void {
+    for (const b of journaled) this.batches.push({ id: b.id, records: b.records, enqueuedTime: b.enqueuedTime });
+    for (const b of data?.batches ?? []) {
+      const batch = { id: b.id, records: b.records, enqueuedTime: b.enqueuedTime };
+      this.batches.push(batch);
+      this.journal?.added(batch);
+    }
     for (const r of data?.pending ?? []) this.add(r);
   }
 

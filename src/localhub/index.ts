@@ -13,6 +13,7 @@ import { DpsData, Enrollment, EnrollmentGroup, Provisioning, ProvisioningStatus 
 import { createDpsEndpoint } from './dps-mqtt';
 import { createMqttEndpoint } from './mqtt-endpoint';
 import { C2DQueues, StoredQueues } from './c2d-queues';
+import { FeedbackJournal } from './feedback-journal';
 import { FeedbackQueue, StoredFeedback } from './feedback-queue';
 import { CreateDeviceOptions, Registry, RegistryData } from './registry';
 import { JsonStore } from './store';
@@ -144,7 +145,10 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     (id) => registry.devices.get(id)?.generationId,
   );
   queues.load(saved?.queues);
-  feedback.load(saved?.feedback);
+  const journal = new FeedbackJournal(dataDir, () => feedback.storedBatches(), log);
+  const journaled = journal.load();
+  feedback.journal = journal;
+  feedback.load(saved?.feedback, journaled);
   for (const id of options.devices ?? []) if (!registry.devices.has(id)) registry.create(id);
   let ports: LocalHub['ports'] | undefined;
   // Assigned devices get the hub's MQTT host, with its port when not 8883 (the SDKs dial `mqtts://{assignedHub}`).
@@ -171,6 +175,8 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
   dps.onChange = persist;
   queues.onChange = persist;
   feedback.onChange = persist;
+  // Batches of a state file from before the journal are in the journal before the state file is written without them.
+  journal.flush();
   store.flush();
 
   const sessions = deviceSessions();
@@ -212,6 +218,8 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     clearInterval(sweep);
     await Promise.allSettled([amqp.close(), mqtt.close(), httpsEndpoint.close(), dpsEndpoint.close()]);
     feedback.close();
+    journal.flush();
+    journal.close();
     const e = err as NodeJS.ErrnoException;
     throw new Error(
       e.code === 'EADDRINUSE'
@@ -283,6 +291,8 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
       clearInterval(sweep);
       feedback.close();
       await Promise.allSettled([amqp.close(), mqtt.close(), httpsEndpoint.close(), dpsEndpoint.close()]);
+      journal.flush();
+      journal.close();
       store?.flush();
       store = undefined;
     },
