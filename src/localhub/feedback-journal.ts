@@ -15,12 +15,14 @@ export interface StoredBatch {
 
 /** Rewrite the file once this many batches are gone and they outnumber the live ones: each byte is rewritten O(1) times. */
 const COMPACT_AFTER = 1000;
+/** As the state file's debounce (store.ts): what a crash can lose, the same for both. */
+const SAVE_MS = 100;
 
 export class FeedbackJournal {
   readonly file: string;
   private fd: number | undefined;
   private lines: string[] = [];
-  private flushing: NodeJS.Immediate | undefined;
+  private flushing: NodeJS.Timeout | undefined;
   private gone = 0;
   private failed = false;
 
@@ -68,15 +70,18 @@ export class FeedbackJournal {
     this.append(`{"x":${JSON.stringify(b.id)}}`);
   }
 
-  /** The lines of this turn of the event loop leave in one write, at its end. */
+  /** Lines leave together, at most every SAVE_MS (as the state file's saves): no system call per feedback message. */
   private append(line: string): void {
     this.lines.push(line);
-    this.flushing ??= setImmediate(() => this.flush());
+    if (!this.flushing) {
+      this.flushing = setTimeout(() => this.flush(), SAVE_MS);
+      this.flushing.unref();
+    }
   }
 
   /** Writes what is pending now (also at stop: synchronously, so nothing made before a clean stop is lost). */
   flush(): void {
-    if (this.flushing) clearImmediate(this.flushing);
+    if (this.flushing) clearTimeout(this.flushing);
     this.flushing = undefined;
     if (this.lines.length === 0) return;
     const liveNow = this.gone >= COMPACT_AFTER ? this.live() : undefined;
