@@ -13,6 +13,7 @@ import {
   websocket_connect,
 } from 'rhea';
 import WebSocket from 'ws';
+import { writeFramesPooled } from './amqp-frames';
 import { dialShare } from './dial-share';
 import type { ResolvedEndpoint } from './endpoint';
 import { fromSocketError, IotHubError, peerText } from './errors';
@@ -92,6 +93,7 @@ export function openAmqpConnection(e: ResolvedEndpoint, webSocket: boolean, extr
     if (share && socket) share.watch(socket);
   }
   targetOf.set(connection, { host: e.host, port: e.port });
+  writeFramesPooled(connection);
   // rhea reports bytes it cannot decode (a hub's malformed frame or message) and anything thrown by a handler it runs
   // as 'protocol_error' or 'error', then half-closes the socket. With no listener, its container re-throws the 'error'
   // out of the socket's data handler: an uncaught exception that ended the Node-RED process (a hostile hub's garbage

@@ -20,6 +20,7 @@ import { deviceIdOfC2dAddress } from '../core/amqp-address';
 import { fromAmqpMessage, toAmqpMessage } from '../core/amqp-codec';
 import { AMQP_CONDITIONS, IotHubError } from '../core/errors';
 import { encodeFeedbackBody, FEEDBACK_CONTENT_TYPE } from '../core/feedback';
+import { writeFramesPooled } from '../core/amqp-frames';
 import { HubContext } from './context';
 import { ServerSockets } from './server-sockets';
 import { QueuedMessage } from './c2d-queues';
@@ -193,6 +194,8 @@ export function createAmqpEndpoint(hub: HubContext): AmqpEndpoint {
   }
 
   container.on('connection_open', (ctx: EventContext) => {
+    // The hub writes frames as our clients do: rhea's writer allocates a zeroed 1 KB buffer per frame (amqp-frames.ts).
+    writeFramesPooled(ctx.connection);
     connections.add(ctx.connection);
     state(ctx.connection);
   });
