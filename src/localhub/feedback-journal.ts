@@ -25,6 +25,8 @@ export class FeedbackJournal {
   private flushing: NodeJS.Timeout | undefined;
   private gone = 0;
   private failed = false;
+  /** After the hub's stop: what changes later was not saved by the stop either, and must not land in a file a restarted hub reads. */
+  private closed = false;
 
   /** live() gives the batches the queue holds now (for a rewrite). */
   constructor(
@@ -72,6 +74,7 @@ export class FeedbackJournal {
 
   /** Lines leave together, at most every SAVE_MS (as the state file's saves): no system call per feedback message. */
   private append(line: string): void {
+    if (this.closed) return;
     this.lines.push(line);
     if (!this.flushing) {
       this.flushing = setTimeout(() => this.flush(), SAVE_MS);
@@ -90,7 +93,7 @@ export class FeedbackJournal {
         // Mostly removals: the live batches alone, in a new file renamed over the old.
         const tmp = `${this.file}.${process.pid}.tmp`;
         fs.writeFileSync(tmp, liveNow.map((b) => `{"b":${this.textOf(b)}}\n`).join(''), { mode: 0o600 });
-        this.close();
+        this.closeFile();
         fs.renameSync(tmp, this.file);
         this.gone = 0;
       } else {
@@ -106,7 +109,14 @@ export class FeedbackJournal {
     this.lines = [];
   }
 
+  /** Writes what is pending and takes no more lines (the hub's stop). */
   close(): void {
+    this.flush();
+    this.closed = true;
+    this.closeFile();
+  }
+
+  private closeFile(): void {
     if (this.fd !== undefined) fs.closeSync(this.fd);
     this.fd = undefined;
   }

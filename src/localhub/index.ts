@@ -218,7 +218,6 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
     clearInterval(sweep);
     await Promise.allSettled([amqp.close(), mqtt.close(), httpsEndpoint.close(), dpsEndpoint.close()]);
     feedback.close();
-    journal.flush();
     journal.close();
     const e = err as NodeJS.ErrnoException;
     throw new Error(
@@ -291,7 +290,6 @@ export async function start(options: LocalHubOptions = {}): Promise<LocalHub> {
       clearInterval(sweep);
       feedback.close();
       await Promise.allSettled([amqp.close(), mqtt.close(), httpsEndpoint.close(), dpsEndpoint.close()]);
-      journal.flush();
       journal.close();
       store?.flush();
       store = undefined;

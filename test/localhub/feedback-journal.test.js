@@ -44,7 +44,7 @@ const lines = (j) => fs.readFileSync(j.file, 'utf8').split('\n').filter(Boolean)
 const ids = (batches) => batches.flatMap((b) => b.records.map((r) => r.originalMessageId));
 const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'fb-journal-'));
 
-test('batches survive a restart; settled ones do not come back', () => {
+test('batches survive a restart; settled ones do not come back; nothing is written after close', () => {
   const dir = tempDir();
   const { q, j } = open(dir);
   for (let i = 0; i < 640; i++) q.add(record(i));
@@ -52,9 +52,12 @@ test('batches survive a restart; settled ones do not come back', () => {
   const got = reader(q);
   assert.equal(got.length, 10);
   for (const b of got.slice(0, 4)) q.settle(b, true);
-  j.flush();
   j.close();
   assert.equal(lines(j), 14, '10 batches made, 4 gone: one line each');
+  // A settle after the stop was not saved by it, and must not reach the file a restarted hub reads.
+  q.settle(got[4], true);
+  j.flush();
+  assert.equal(lines(j), 14, 'nothing written after close');
 
   const again = open(dir);
   const got2 = reader(again.q);
