@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FeedbackRecord } from '../core/message';
+import { removeStaleTemps } from './store';
 
 export interface StoredBatch {
   id: string;
@@ -39,6 +40,7 @@ export class FeedbackJournal {
 
   /** The batches made and not gone. A line cut short by a crash is skipped; replaying a line twice changes nothing. */
   load(): StoredBatch[] {
+    removeStaleTemps(this.file);
     let text: string;
     try {
       text = fs.readFileSync(this.file, 'utf8');
@@ -49,8 +51,10 @@ export class FeedbackJournal {
       );
     }
     const batches = new Map<string, StoredBatch>();
+    let lines = 0;
     for (const line of text.split('\n')) {
       if (!line) continue;
+      lines++;
       let entry: { b?: StoredBatch; x?: string };
       try {
         entry = JSON.parse(line) as typeof entry;
@@ -60,11 +64,13 @@ export class FeedbackJournal {
       if (entry.b && typeof entry.b.id === 'string' && Array.isArray(entry.b.records)) batches.set(entry.b.id, entry.b);
       else if (typeof entry.x === 'string') batches.delete(entry.x);
     }
+    // Every line but a live batch's counts towards the next rewrite, those of earlier runs too.
+    this.gone = lines - batches.size;
     return [...batches.values()];
   }
 
   added(b: StoredBatch): void {
-    this.append(`{"b":${this.textOf(b)}}`);
+    this.append(batchLine(b));
   }
 
   removed(b: StoredBatch): void {
@@ -92,7 +98,7 @@ export class FeedbackJournal {
       if (liveNow && this.gone > liveNow.length) {
         // Mostly removals: the live batches alone, in a new file renamed over the old.
         const tmp = `${this.file}.${process.pid}.tmp`;
-        fs.writeFileSync(tmp, liveNow.map((b) => `{"b":${this.textOf(b)}}\n`).join(''), { mode: 0o600 });
+        fs.writeFileSync(tmp, liveNow.map((b) => `${batchLine(b)}\n`).join(''), { mode: 0o600 });
         this.closeFile();
         fs.renameSync(tmp, this.file);
         this.gone = 0;
@@ -120,9 +126,10 @@ export class FeedbackJournal {
     if (this.fd !== undefined) fs.closeSync(this.fd);
     this.fd = undefined;
   }
+}
 
-  /** Made when written, not kept: a rewrite is rare, and 75,000 waiting records' text would double what they hold. */
-  private textOf(b: StoredBatch): string {
-    return JSON.stringify({ id: b.id, records: b.records, enqueuedTime: b.enqueuedTime });
-  }
+/** A batch's line, made when written and not kept: a rewrite is rare, and 75,000 waiting records' text would double what
+ * they hold. */
+function batchLine(b: StoredBatch): string {
+  return `{"b":${JSON.stringify({ id: b.id, records: b.records, enqueuedTime: b.enqueuedTime })}}`;
 }

@@ -101,12 +101,14 @@ export class FeedbackQueue {
   settle(batch: FeedbackBatch, accepted: boolean): void {
     const i = this.batches.indexOf(batch);
     if (i < 0) return;
+    // The journal saves this; the state file holds no batches, so it has nothing to save (no onChange).
     if (accepted) {
       this.batches.splice(i, 1);
       this.journal?.removed(batch);
-    } else batch.lockedBy = undefined;
-    this.onChange();
-    if (!accepted) setImmediate(() => this.pump());
+    } else {
+      batch.lockedBy = undefined;
+      setImmediate(() => this.pump());
+    }
   }
 
   get size(): number {
@@ -125,9 +127,10 @@ export class FeedbackQueue {
 
   /** journaled: batches the journal holds already; data: the state file's part (its batches, from before the journal, are journaled now). */
   load(data: Partial<StoredFeedback> | undefined, journaled: StoredBatch[] = []): void {
-    for (const b of journaled) this.batches.push({ id: b.id, records: b.records, enqueuedTime: b.enqueuedTime });
+    const copy = (b: StoredBatch): FeedbackBatch => ({ id: b.id, records: b.records, enqueuedTime: b.enqueuedTime });
+    for (const b of journaled) this.batches.push(copy(b));
     for (const b of data?.batches ?? []) {
-      const batch = { id: b.id, records: b.records, enqueuedTime: b.enqueuedTime };
+      const batch = copy(b);
       this.batches.push(batch);
       this.journal?.added(batch);
     }

@@ -2,6 +2,20 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/**
+ * A hub that exited while writing `file` through a temp file (`file.<pid>[.<n>].tmp`, renamed into place when whole)
+ * leaves that temp file behind; the file itself is whole. Removes those of other processes.
+ */
+export function removeStaleTemps(file: string): void {
+  const dir = path.dirname(file);
+  const base = path.basename(file).replace(/[.]/g, '\\.');
+  const stale = new RegExp(`^${base}\\.(\\d+)(?:\\.\\d+)?\\.tmp$`);
+  for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+    const m = stale.exec(name);
+    if (m && Number(m[1]) !== process.pid) fs.rmSync(path.join(dir, name), { force: true });
+  }
+}
+
 export class JsonStore<T> {
   private timer: NodeJS.Timeout | undefined;
   readonly file: string;
@@ -21,12 +35,7 @@ export class JsonStore<T> {
   }
 
   load(): T | undefined {
-    // A hub that exited during a background save leaves its temp file: the state file itself is whole.
-    const stale = /^hub-state\.json\.(\d+)\.\d+\.tmp$/;
-    for (const name of fs.existsSync(path.dirname(this.file)) ? fs.readdirSync(path.dirname(this.file)) : []) {
-      const m = stale.exec(name);
-      if (m && Number(m[1]) !== process.pid) fs.rmSync(path.join(path.dirname(this.file), name), { force: true });
-    }
+    removeStaleTemps(this.file);
     try {
       return JSON.parse(fs.readFileSync(this.file, 'utf8')) as T;
     } catch (err) {

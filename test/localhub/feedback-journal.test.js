@@ -95,6 +95,24 @@ test('a line cut short (the hub died mid-write) is skipped; the whole lines befo
   );
 });
 
+test("dead lines of earlier runs count towards the rewrite; a rewrite's temp file left by a dead hub is removed", () => {
+  const dir = tempDir();
+  const { q, j } = open(dir);
+  for (let i = 0; i < 64 * 1100; i++) q.add(record(i));
+  q.flush();
+  const got = reader(q);
+  for (const b of got.slice(0, 999)) q.settle(b, true);
+  j.close();
+  assert.equal(lines(j), 2099, 'not rewritten: 999 gone is under the 1,000 a rewrite waits for');
+  fs.writeFileSync(`${j.file}.999999.tmp`, 'half a rewrite');
+  const again = open(dir);
+  assert.ok(!fs.existsSync(`${j.file}.999999.tmp`), 'the stale temp file is gone');
+  // One more removal in this run: the 1,998 dead lines of the last run count, so the file is rewritten.
+  again.q.settle(reader(again.q)[0], true);
+  again.j.close();
+  assert.equal(lines(again.j), 100, 'the 100 live batches alone');
+});
+
 test('batches in a state file from before the journal move into the journal', () => {
   const dir = tempDir();
   const { q, j } = open(dir);
