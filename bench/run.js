@@ -132,8 +132,8 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
     typeof n !== 'number' || Number.isNaN(n) ? '-' : n >= 100 ? Math.round(n).toString() : n.toFixed(2);
   const SCALE_ARRIVE_CAP = `${process.env.BENCH_SCALE_ARRIVE_CAP_S || 120} s`;
   try {
-    // Latency and feedback first: the send case's ack-full runs leave 75,000 "Purged" feedback records in the hub, and
-    // saving a backlog that size held the hub's loop 40-70 ms at a time (docs/PROTOCOL.md 13.5).
+    // Latency and feedback first: the send case's ack-full runs leave 75,000 "Purged" feedback records in the hub, which
+    // once held its loop 40-70 ms per save and still weigh on its GC (docs/PROTOCOL.md 13.5): no case measures the last.
     if (want('latency')) {
       const node = measure(info, 'node-latency');
       const sdk = measure(info, 'sdk-latency');
