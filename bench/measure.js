@@ -140,6 +140,47 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 }
 
+/** Bare rhea, as a user of it alone would connect: one connection, a CBS token, a sender with its first credit. */
+async function bareRheaSender() {
+  const rhea = require('rhea');
+  const c = rhea.create_container().connect({
+    host: '127.0.0.1',
+    port: hub.ports.amqps,
+    transport: 'tls',
+    ca: hub.caPem,
+    servername: 'localhost',
+    hostname: 'localhost',
+    reconnect: false,
+  });
+  await new Promise((r) => c.once('connection_open', r));
+  const cbsOut = c.open_sender('$cbs');
+  const cbsIn = c.open_receiver('$cbs');
+  const token = createSasToken({
+    resourceUri: 'localhost',
+    key: hubKey,
+    keyName: 'iothubowner',
+    expiresAt: Date.now() / 1000 + 3600,
+  });
+  await new Promise((r) => {
+    cbsIn.once('message', r);
+    cbsOut.once('sendable', () =>
+      cbsOut.send({
+        message_id: 'put',
+        reply_to: 'cbs',
+        body: token,
+        application_properties: {
+          operation: 'put-token',
+          type: 'servicebus.windows.net:sastoken',
+          name: 'localhost',
+        },
+      }),
+    );
+  });
+  const sender = c.open_sender({ target: { address: '/messages/devicebound' } });
+  await new Promise((r) => sender.once('sendable', r));
+  return { rhea, c, sender };
+}
+
 /**
  * A real embedded Node-RED (what users run), the flow deployed through the admin API. Events come from
  * the runtime: the onComplete hook for done(), an input listener on the receiving node; msgs go in with node.receive().
@@ -585,44 +626,9 @@ const cases = {
   },
   async 'bare-rhea-send'() {
     // rhea alone: one connection, CBS token, a sender, N messages, every disposition awaited. Nothing else.
-    const rhea = require('rhea');
     const id = 'bare-rhea-send';
     await (await ourDevice(id, () => undefined)).close();
-    const c = rhea.create_container().connect({
-      host: '127.0.0.1',
-      port: hub.ports.amqps,
-      transport: 'tls',
-      ca: hub.caPem,
-      servername: 'localhost',
-      hostname: 'localhost',
-      reconnect: false,
-    });
-    await new Promise((r) => c.once('connection_open', r));
-    const cbsOut = c.open_sender('$cbs');
-    const cbsIn = c.open_receiver('$cbs');
-    const token = createSasToken({
-      resourceUri: 'localhost',
-      key: hubKey,
-      keyName: 'iothubowner',
-      expiresAt: Date.now() / 1000 + 3600,
-    });
-    await new Promise((r) => {
-      cbsIn.once('message', r);
-      cbsOut.once('sendable', () =>
-        cbsOut.send({
-          message_id: 'put',
-          reply_to: 'cbs',
-          body: token,
-          application_properties: {
-            operation: 'put-token',
-            type: 'servicebus.windows.net:sastoken',
-            name: 'localhost',
-          },
-        }),
-      );
-    });
-    const sender = c.open_sender({ target: { address: '/messages/devicebound' } });
-    await new Promise((r) => sender.once('sendable', r));
+    const { rhea, c, sender } = await bareRheaSender();
     let settled = 0;
     sender.on('accepted', () => settled++);
     sender.on('rejected', (ctx) => {
@@ -650,6 +656,62 @@ const cases = {
     const busy = cpu(SEND_N);
     await purge(id);
     c.close();
+    return { rate, ...busy };
+  },
+  async 'rhea-node-floor'() {
+    // The least any Node-RED send node on rhea can cost, measured as node-send is: msgs into a node of a real runtime, all
+    // at once, whose input handler only queues them, sends each with bare rhea (as bare-rhea-send) as credit allows, and
+    // calls done() when the hub accepts it. No message building, ids, checks or tracking: what is left over
+    // bare-rhea-send is Node-RED's own cost (a msg's input, closures and done), and where node_cpu_vs_bare's limit is.
+    const id = 'rhea-node-floor';
+    await (await ourDevice(id, () => undefined)).close();
+    const { rhea, c, sender } = await bareRheaSender();
+    const helper = await nodeRuntime([{ id: 'tab', type: 'tab' }, at({ id: 'j', type: 'junction', wires: [] })], {});
+    const j = helper.getNode('j');
+    let done = 0;
+    helper.onComplete('j', () => done++);
+    const to = `/devices/${id}/messages/devicebound`;
+    let waiting = [];
+    let head = 0;
+    let sent = 0;
+    const pump = () => {
+      while (head < waiting.length && sender.sendable()) {
+        const d = sender.send({ to, message_id: `f${sent++}`, body: rhea.message.data_section(Buffer.from('x')) });
+        d.nodeDone = waiting[head];
+        waiting[head++] = undefined;
+      }
+      if (head === waiting.length) {
+        waiting = [];
+        head = 0;
+      }
+    };
+    sender.on('sendable', pump);
+    sender.on('accepted', (ctx) => ctx.delivery.nodeDone());
+    sender.on('rejected', (ctx) => {
+      throw new Error(`rejected: ${JSON.stringify(ctx.delivery.remote_state)}`);
+    });
+    // The junction's own handler (send on, done) gives way to the floor's.
+    j.removeAllListeners('input');
+    j.on('input', (_msg, _send, nodeDone) => {
+      waiting.push(nodeDone);
+      pump();
+    });
+    let target = 0;
+    const round = async (count) => {
+      target += count;
+      for (let i = 0; i < count; i++) j.receive({ payload: 'x' });
+      await until(() => done === target);
+    };
+    await round(SEND_WARM);
+    await purge(id);
+    const t0 = performance.now();
+    const cpu = cpuMeter();
+    await profiled('rhea-node-floor', () => round(SEND_N));
+    const rate = SEND_N / ((performance.now() - t0) / 1000);
+    const busy = cpu(SEND_N);
+    await purge(id);
+    c.close();
+    await helper.stop();
     return { rate, ...busy };
   },
   async 'node-red-floor'() {

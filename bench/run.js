@@ -179,11 +179,12 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
     }
     if (want('send')) {
       // Each figure is the median of RUNS runs taken in turns, so a slow moment of the machine falls on every client alike.
-      const runs = { sdk1: [], sdk100: [], bare: [], core: [], none: [], full: [] };
+      const runs = { sdk1: [], sdk100: [], bare: [], floor: [], core: [], none: [], full: [] };
       for (let i = 0; i < RUNS; i++) {
         runs.sdk1.push(measure(info, 'sdk-send', 1));
         runs.sdk100.push(measure(info, 'sdk-send', 100));
         runs.bare.push(measure(info, 'bare-rhea-send'));
+        runs.floor.push(measure(info, 'rhea-node-floor'));
         runs.core.push(measure(info, 'rhea-send'));
         runs.none.push(measure(info, 'node-send', 'none'));
         runs.full.push(measure(info, 'node-send', 'full'));
@@ -201,6 +202,12 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
         // Issue 22's goals: against the ceiling, bare rhea on the same hub in the same run.
         node_vs_bare: m.none / m.bare,
         node_cpu_vs_bare: cpu.none.client / cpu.bare.client,
+        // The least a Node-RED node on rhea can cost (bare rhea inside a node's input): where those two goals' limits are.
+        floor_rate: m.floor,
+        floor_vs_bare: m.floor / m.bare,
+        floor_cpu_vs_bare: cpu.floor.client / cpu.bare.client,
+        node_vs_floor: m.none / m.floor,
+        node_cpu_vs_floor: cpu.none.client / cpu.floor.client,
         node_full_vs_sdk100: m.full / m.sdk100,
         node_vs_sdk1: m.none / m.sdk1,
         rhea_vs_sdk100: m.bare / m.sdk100,
@@ -225,6 +232,12 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
         fmt(results.send.node_cpu_vs_bare),
         `${fmt(cpu.none.client)} / ${fmt(cpu.bare.client)} us`,
         goal(results.send.node_cpu_vs_bare <= 1.15),
+      ]);
+      rows.push([
+        'send: bare rhea inside a Node-RED node, the floor for any node',
+        `${fmt(results.send.floor_vs_bare)} / ${fmt(results.send.floor_cpu_vs_bare)}`,
+        `x bare rhea's rate / client CPU (${fmt(m.floor)} msg/s, ${fmt(cpu.floor.client)} us/msg); the node ${fmt(results.send.node_vs_floor)}x / ${fmt(results.send.node_cpu_vs_floor)}x this floor`,
+        '',
       ]);
       rows.push([
         'send: c2d send node, ack full (msg/s)',
