@@ -1,4 +1,5 @@
 /** The MQTT 3.1.1 device transport (mqtt.js), as IoT Hub wants it (docs/PROTOCOL.md section 3). */
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { connect, IClientOptions, MqttClient } from 'mqtt';
 import type { ResolvedEndpoint } from './endpoint';
@@ -58,6 +59,7 @@ export function connectMqtt(
     ? connect(`wss://${e.host}:${e.port}/$iothub/websocket`, options)
     : connect({ ...options, protocol: e.tls ? 'mqtts' : 'mqtt', host: e.host, port: e.port });
   if (share && client.stream) share.watch(client.stream as TLSSocket);
+  if (!ws && client.stream) coalesceWritesPerRead(client.stream);
   let ended = false;
   let lastError: IotHubError | undefined;
 
@@ -150,4 +152,25 @@ export function connectMqtt(
         }, 2000).unref();
       }),
   };
+}
+
+/**
+ * What a read of the socket makes us write (the PUBACKs of the publishes it held) goes out as one write. mqtt.js handles
+ * each packet of a read in a tick of its own and mqtt-packet uncorks the socket after each, so every PUBACK was a TLS
+ * record, a system call and a TCP segment of its own (the hub sends up to its in-flight window at once). Corked from the
+ * read until the next turn of the event loop, they leave together, a moment later than they are made.
+ */
+function coalesceWritesPerRead(stream: Duplex): void {
+  let corked = false;
+  const flush = (): void => {
+    corked = false;
+    stream.uncork();
+  };
+  // Before mqtt.js's own 'data' listener (the pipe into its parser), which handles the read's first packet at once.
+  stream.prependListener('data', () => {
+    if (corked) return;
+    corked = true;
+    stream.cork();
+    setImmediate(flush);
+  });
 }
