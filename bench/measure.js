@@ -525,6 +525,22 @@ async function profiled(name, fn) {
   }
 }
 
+/**
+ * A send case's measurement: SEND_WARM sent untimed (JIT, buffers, link credit), the device's queue purged, SEND_N timed
+ * (rate, and CPU per message of the client and the hub), the queue purged again. round(count) sends count and settles.
+ */
+async function timedSends(name, id, round) {
+  await round(SEND_WARM);
+  await purge(id);
+  const t0 = performance.now();
+  const cpu = cpuMeter();
+  await profiled(name, () => round(SEND_N));
+  const rate = SEND_N / ((performance.now() - t0) / 1000);
+  const busy = cpu(SEND_N);
+  await purge(id);
+  return { rate, ...busy };
+}
+
 const cases = {
   async 'sdk-send'(inflight) {
     const { Client } = require('azure-iothub');
@@ -544,16 +560,9 @@ const cases = {
         }),
       );
     };
-    await round(SEND_WARM);
-    await purge(id);
-    const t0 = performance.now();
-    const cpu = cpuMeter();
-    await round(SEND_N);
-    const rate = SEND_N / ((performance.now() - t0) / 1000);
-    const busy = cpu(SEND_N);
-    await purge(id);
+    const result = await timedSends(`sdk-send-${inflight}`, id, round);
     await c.close();
-    return { rate, ...busy };
+    return result;
   },
   async 'sdk-e2e'() {
     // The local hub's own throughput: official service SDK -> hub -> official device SDK, ack=full, 100 in flight.
@@ -613,16 +622,9 @@ const cases = {
           s.send(id, { body: Buffer.from('x'), messageId: `r${i}`, properties: {} }),
         ),
       );
-    await round(SEND_WARM);
-    await purge(id);
-    const t0 = performance.now();
-    const cpu = cpuMeter();
-    await profiled('core-send', () => round(SEND_N));
-    const rate = SEND_N / ((performance.now() - t0) / 1000);
-    const busy = cpu(SEND_N);
-    await purge(id);
+    const result = await timedSends('core-send', id, round);
     await s.close();
-    return { rate, ...busy, note: 'our core ServiceClient on rhea: the ceiling for the node' };
+    return { ...result, note: 'our core ServiceClient on rhea: the ceiling for the node' };
   },
   async 'bare-rhea-send'() {
     // rhea alone: one connection, CBS token, a sender, N messages, every disposition awaited. Nothing else.
@@ -647,16 +649,9 @@ const cases = {
       pump();
       await until(() => settled === target);
     };
-    await round(SEND_WARM);
-    await purge(id);
-    const t0 = performance.now();
-    const cpu = cpuMeter();
-    await profiled('bare-rhea-send', () => round(SEND_N));
-    const rate = SEND_N / ((performance.now() - t0) / 1000);
-    const busy = cpu(SEND_N);
-    await purge(id);
+    const result = await timedSends('bare-rhea-send', id, round);
     c.close();
-    return { rate, ...busy };
+    return result;
   },
   async 'rhea-node-floor'() {
     // The least any Node-RED send node on rhea can cost, measured as node-send is: msgs into a node of a real runtime, all
@@ -702,17 +697,10 @@ const cases = {
       for (let i = 0; i < count; i++) j.receive({ payload: 'x' });
       await until(() => done === target);
     };
-    await round(SEND_WARM);
-    await purge(id);
-    const t0 = performance.now();
-    const cpu = cpuMeter();
-    await profiled('rhea-node-floor', () => round(SEND_N));
-    const rate = SEND_N / ((performance.now() - t0) / 1000);
-    const busy = cpu(SEND_N);
-    await purge(id);
+    const result = await timedSends('rhea-node-floor', id, round);
     c.close();
     await helper.stop();
-    return { rate, ...busy };
+    return result;
   },
   async 'node-red-floor'() {
     // The runtime's own cost per msg, measured as node-send is: msgs into a junction that calls done() at once.
@@ -763,16 +751,9 @@ const cases = {
       await until(() => done === target);
     };
     await round(1);
-    await round(SEND_WARM);
-    await purge(id);
-    const t0 = performance.now();
-    const cpu = cpuMeter();
-    await profiled(`node-send-${ack}`, () => round(SEND_N));
-    const rate = SEND_N / ((performance.now() - t0) / 1000);
-    const busy = cpu(SEND_N);
-    await purge(id);
+    const result = await timedSends(`node-send-${ack}`, id, round);
     await helper.stop();
-    return { rate, ...busy };
+    return result;
   },
   async 'sdk-receive'() {
     const id = 'sdk-recv';
