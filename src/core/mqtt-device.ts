@@ -155,10 +155,10 @@ export function connectMqtt(
 }
 
 /**
- * What a read of the socket makes us write (the PUBACKs of the publishes it held) goes out as one write. mqtt.js handles
- * each packet of a read in a tick of its own and mqtt-packet uncorks the socket after each, so every PUBACK was a TLS
- * record, a system call and a TCP segment of its own (the hub sends up to its in-flight window at once). Corked from the
- * read until the next turn of the event loop, they leave together, a moment later than they are made.
+ * The PUBACKs of what one turn of the event loop read leave in one write. mqtt-packet corks the socket for each packet it
+ * writes and uncorks it on the next tick, so PUBACKs left in a write (a TLS record, a system call, a TCP segment) per
+ * tick that handed publishes over: 377 writes for 10,000 messages in the bench's receive case. Corked from a read until
+ * setImmediate, 140; each PUBACK leaves a moment later than it is made, within the same turn.
  */
 function coalesceWritesPerRead(stream: Duplex): void {
   let corked = false;
