@@ -702,28 +702,6 @@ const cases = {
     await helper.stop();
     return result;
   },
-  async 'node-red-floor'() {
-    // The runtime's own cost per msg, measured as node-send is: msgs into a junction that calls done() at once.
-    const { node, creds } = cfgNode();
-    const helper = await nodeRuntime(
-      [{ id: 'tab', type: 'tab' }, node, at({ id: 'j', type: 'junction', wires: [] })],
-      creds,
-    );
-    let done = 0;
-    helper.onComplete('j', () => done++);
-    const j = helper.getNode('j');
-    // As many as node-send, after as many untimed: 2,000 msgs took 10 ms here, a window GC threads of the start-up filled.
-    for (let i = 0; i < SEND_WARM; i++) j.receive({ payload: 'x' });
-    await until(() => done === SEND_WARM);
-    const t0 = performance.now();
-    const cpu = cpuMeter();
-    for (let i = 0; i < SEND_N; i++) j.receive({ payload: 'x' });
-    await until(() => done === SEND_WARM + SEND_N);
-    const rate = SEND_N / ((performance.now() - t0) / 1000);
-    const busy = cpu(SEND_N);
-    await helper.stop();
-    return { rate, ...busy };
-  },
   async 'node-send'(ack) {
     const id = `node-send-${ack}`;
     await (await ourDevice(id, () => undefined)).close();
