@@ -296,6 +296,8 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
         node_cpu_vs_bare: node.cpu.client / bare.cpu.client,
         // The least a Node-RED node on mqtt.js can cost (bare mqtt.js into node.send): where node_cpu_vs_bare's limit is.
         floor_rate: floor.rate,
+        floor_vs_sdk: floor.rate / sdk.rate,
+        bare_vs_sdk: bare.rate / sdk.rate,
         floor_cpu_vs_bare: floor.cpu.client / bare.cpu.client,
         node_cpu_vs_floor: node.cpu.client / floor.cpu.client,
         core_vs_sdk: core.rate / sdk.rate,
@@ -324,7 +326,7 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
       rows.push([
         'receive: bare mqtt.js into node.send(), the floor for any node',
         fmt(results.receive.floor_cpu_vs_bare),
-        `x bare mqtt.js's client CPU (${fmt(floor.cpu.client)} us/msg); the node ${fmt(results.receive.node_cpu_vs_floor)}x this floor`,
+        `x bare mqtt.js's client CPU (${fmt(floor.cpu.client)} us/msg), ${fmt(results.receive.floor_vs_sdk)}x the SDK's rate; the node ${fmt(results.receive.node_cpu_vs_floor)}x this floor`,
         '',
       ]);
       rows.push(['receive: azure-iot-device MQTT (msg/s)', fmt(sdk.rate), busy(sdk.cpu), '']);
@@ -334,7 +336,12 @@ const bound = (sdk, bare) => (sdk.client + sdk.hub) / (bare.client + bare.hub);
         `${fmt(results.receive.core_vs_sdk)}x SDK; ${busy(core.cpu)}`,
         '',
       ]);
-      rows.push(['receive: bare mqtt.js (msg/s)', fmt(bare.rate), busy(bare.cpu), '']);
+      rows.push([
+        'receive: bare mqtt.js (msg/s)',
+        fmt(bare.rate),
+        `${fmt(results.receive.bare_vs_sdk)}x SDK; ${busy(bare.cpu)}`,
+        '',
+      ]);
       rows.push([
         'receive: CPU bound, a client as light as bare mqtt.js',
         '',
