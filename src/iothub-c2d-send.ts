@@ -17,6 +17,15 @@ import { ThrottleRetry } from './core/throttle-retry';
 import { c2dSendSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeMessage } from './node-red';
 
+/** How many msgs one node has on their way to the hub at once while connected (rhea's link credit is 1,000 too). */
+const SENDS_IN_PROGRESS = 1000;
+
+interface HeldMsg {
+  msg: NodeMessage;
+  send: (m: NodeMessage) => void;
+  done: (err?: Error) => void;
+}
+
 module.exports = function (RED: NodeAPI) {
   function evaluate(node: Node, value: string, type: string, msg: NodeMessage): Promise<unknown> {
     if (type === 'template') return Promise.resolve(renderTemplate(value, msg));
@@ -69,6 +78,42 @@ module.exports = function (RED: NodeAPI) {
       },
     });
 
+    // A burst (a split into 10,000 msgs) is dispatched SENDS_IN_PROGRESS at a time while connected; the rest wait as the
+    // msgs they are, in order. Built all at once, every message, its promises and its tracking stayed alive until the hub
+    // took it: the bench's burst cost 23-25 us of CPU per msg fed 1,000 at a time against 31-33 us all at once.
+    const held: Array<HeldMsg | undefined> = [];
+    let heldHead = 0;
+    let inProgress = 0;
+    let starting = false;
+    let closing = false;
+    const connected = () => lastStatus?.state === 'connected';
+    function startHeld(): void {
+      if (starting) return;
+      starting = true;
+      while (heldHead < held.length && (inProgress < SENDS_IN_PROGRESS || !connected())) {
+        const h = held[heldHead] as HeldMsg;
+        held[heldHead++] = undefined;
+        start(h.msg, h.send, h.done);
+      }
+      if (heldHead === held.length) {
+        held.length = 0;
+        heldHead = 0;
+      } else if (heldHead > 1024 && heldHead * 2 > held.length) {
+        held.splice(0, heldHead);
+        heldHead = 0;
+      }
+      starting = false;
+    }
+    function failHeld(err: Error): void {
+      while (heldHead < held.length) {
+        const h = held[heldHead] as HeldMsg;
+        held[heldHead++] = undefined;
+        h.done(err);
+      }
+      held.length = 0;
+      heldHead = 0;
+    }
+
     const logCause = causeLogger(node);
     const ready: Promise<ServiceLease> = config
       ? config.configError
@@ -77,11 +122,13 @@ module.exports = function (RED: NodeAPI) {
             lastStatus = ev;
             if (!throttle.isThrottled) node.status(config.statusOf(ev));
             logCause(ev);
+            // Not connected, the held msgs go on to the connection's queue, whose time-out and limit then apply.
+            if (ev.state !== 'connected') startHeld();
           })
       : Promise.reject(
           new IotHubError('INVALID_ARGUMENT', RED._('iothub-c2d-send.errors.noConfig'), { field: 'connection' }),
         );
-    const held = holdLease(
+    const lent = holdLease(
       RED,
       node,
       ready,
@@ -89,6 +136,8 @@ module.exports = function (RED: NodeAPI) {
         if (trackDelivery) removeFeedback = l.addFeedbackListener((records) => tracker.handleRecords(records));
       },
       () => {
+        closing = true;
+        failHeld(new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.closedBeforeSent')));
         throttle.close();
         const dropped = tracker.close();
         if (dropped > 0) node.warn(RED._('iothub-c2d-send.track.dropped', { n: dropped }));
@@ -148,8 +197,8 @@ module.exports = function (RED: NodeAPI) {
             ? deviceIdValue || msg.deviceId
             : await evaluate(node, deviceIdValue, deviceIdType, msg),
         );
-        const l = held.lease ?? (held.error ? undefined : await ready);
-        if (!l) throw held.error ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
+        const l = lent.lease ?? (lent.error ? undefined : await ready);
+        if (!l) throw lent.error ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
         const result = await l.purge(deviceId);
         send({ ...msg, deviceId, payload: { totalMessagesPurged: result.totalMessagesPurged, deviceId } });
         done();
@@ -168,9 +217,31 @@ module.exports = function (RED: NodeAPI) {
         );
         return;
       }
+      if (closing) {
+        done(new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.closedBeforeSent')));
+        return;
+      }
+      if (heldHead < held.length || (inProgress >= SENDS_IN_PROGRESS && connected())) {
+        held.push({ msg, send, done });
+        return;
+      }
+      start(msg, send, done);
+    });
+
+    /** One msg on its way: counted until done, then the next held one may start. */
+    function start(msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void): void {
+      inProgress++;
+      handle(msg, send, (err?: Error) => {
+        inProgress--;
+        done(err);
+        if (heldHead < held.length) startHeld();
+      });
+    }
+
+    function handle(msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void): void {
       // A fixed device id, no property rows and a live connection need no await before the send itself: every
       // promise saved is one less object kept alive per msg in flight (a burst of thousands is GC-bound).
-      const lease = held.lease;
+      const lease = lent.lease;
       if (deviceIdType === 'str' && rows.length === 0 && lease) {
         try {
           dispatch(msg, send, done, checkedDeviceId(deviceIdValue || msg.deviceId), [], lease);
@@ -186,11 +257,11 @@ module.exports = function (RED: NodeAPI) {
             : await evaluate(node, deviceIdValue, deviceIdType, msg),
         );
         const evaluated = rows.length > 0 ? await evaluateRows(node, rows, msg) : [];
-        const l = held.lease ?? (held.error ? undefined : await ready);
-        if (!l) throw held.error ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
+        const l = lent.lease ?? (lent.error ? undefined : await ready);
+        if (!l) throw lent.error ?? new IotHubError('NOT_CONNECTED', RED._('iothub-c2d-send.errors.notConnected'));
         dispatch(msg, send, done, deviceId, evaluated, l);
       })().catch((err: Error) => done(err));
-    });
+    }
   }
   RED.nodes.registerType('iothub-c2d-send', C2DSendNode);
 };

@@ -8,6 +8,7 @@ const { Mqtt } = require('azure-iot-device-mqtt');
 const { Amqp } = require('azure-iot-device-amqp');
 const { createSasToken } = require('../../nodes/core/sas.js');
 const { helper, nodeModules, startHub, configNode, collect, waitFor } = require('../support/flows');
+const { hooks } = require('@node-red/util');
 
 const HOSTILE = 'x & y = z % + # / é 漢字';
 
@@ -198,6 +199,77 @@ test('c2d send', async (t) => {
       } finally {
         await helper.unload().catch(() => undefined);
         await rejecter.close();
+        await hub.stop();
+      }
+    },
+  );
+
+  await t.test(
+    'a burst of 3,000 msgs reaches the device whole and in order, each completed once; at a stop the msgs still held fail with a message that says so',
+    async () => {
+      const hub = await startHub({ queueDepth: 20_000 });
+      const got = [];
+      const dev = await sdkDevice(hub, 'burst', Mqtt, (m, d) => {
+        got.push(Number(m.data.toString()));
+        d.complete(m, () => undefined);
+      });
+      try {
+        const { flow, credentials } = sendFlow(hub, { deviceId: 'burst', ack: 'none', trackDelivery: false });
+        flow.push(
+          { id: 'complete', z: 'tab', x: 1, y: 1, type: 'complete', scope: ['send'], uncaught: false, wires: [['ok']] },
+          { id: 'ok', z: 'tab', x: 1, y: 1, type: 'helper' },
+        );
+        await helper.load(nodeModules, flow, credentials);
+        const send = helper.getNode('send');
+        const completed = [];
+        helper.getNode('ok').on('input', (msg) => completed.push(msg.payload));
+        const caught = [];
+        helper.getNode('caught').on('input', (msg) => caught.push(msg));
+        // Connected first: a burst while connecting goes to the connection's own queue instead.
+        send.receive({ payload: '0' });
+        await waitFor(() => completed.length === 1, 'the first msg sent');
+        for (let i = 1; i <= 3000; i++) send.receive({ payload: String(i) });
+        await waitFor(() => completed.length === 3001 && got.length === 3001, 'the burst sent and received', 60_000);
+        assert.deepEqual(caught, []);
+        assert.deepEqual(
+          got,
+          Array.from({ length: 3001 }, (_, i) => i),
+          'in order, none twice',
+        );
+        assert.deepEqual(
+          completed,
+          Array.from({ length: 3001 }, (_, i) => String(i)),
+          'each completed once, in order',
+        );
+
+        // 5,000 more and a stop at once: those not yet on their way fail, naming the stop; none is lost without a word.
+        // Every done of the send node, errors included, through the runtime's own hook (the helper's spies are gone
+        // once unload begins). The helper loads no message catalog: the text is its key there.
+        const stopped = [];
+        hooks.add('onComplete.burst-test', (ev) => {
+          if (
+            ev.node.id === 'send' &&
+            /stopped .* before this msg was sent|closedBeforeSent/.test(ev.error?.message ?? '')
+          )
+            stopped.push(ev.msg.n);
+        });
+        t.after(() => hooks.remove('*.burst-test'));
+        const before = got.length;
+        for (let i = 1; i <= 5000; i++) send.receive({ payload: `s${i}`, n: i });
+        await helper.unload();
+        // The service connection is closed: once the device has taken what reached the hub, that is all there is.
+        await waitFor(() => hub.queueLength('burst') === 0, 'the device drains its queue', 30_000);
+        assert.ok(got.length - before <= 5000 - stopped.length, 'no held msg was sent');
+        assert.ok(stopped.length >= 1, 'some msgs were still held at the stop');
+        const first = 5001 - stopped.length;
+        assert.deepEqual(
+          stopped,
+          Array.from({ length: stopped.length }, (_, i) => first + i),
+          "the held ones are the burst's tail, in order",
+        );
+      } finally {
+        await helper.unload().catch(() => undefined);
+        await dev.close();
         await hub.stop();
       }
     },
