@@ -17,7 +17,7 @@ import { ThrottleRetry } from './core/throttle-retry';
 import { c2dSendSettings } from './node-settings';
 import { Node, NodeAPI, NodeDef, NodeMessage } from './node-red';
 
-/** How many msgs one node has on their way to the hub at once while connected (rhea's link credit is 1,000 too). */
+/** How many msgs one node has on their way to the hub at once while connected (a rhea receiver's default link credit). */
 const SENDS_IN_PROGRESS = 1000;
 
 interface HeldMsg {
