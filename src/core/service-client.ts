@@ -13,6 +13,7 @@ import { bodyText, parseFeedbackBody } from './feedback';
 import { C2DMessage, checkDeviceId, FeedbackRecord } from './message';
 import { ConnectionLifecycle } from './lifecycle';
 import { RetryOptions } from './retry';
+import { Fifo } from './fifo';
 import { createSasToken } from './sas';
 import type { ConnectionState } from './state';
 import { ChooserTarget, Route, TransportChooser } from './transport-choice';
@@ -54,9 +55,8 @@ export class ServiceClient extends EventEmitter {
   private sender: Sender | undefined;
   private feedbackReceiver: Receiver | undefined;
   private cbs: Cbs | undefined;
-  /** FIFO of sends waiting for credit or a connection: read from `head`, so taking one is O(1) (shift() copies the array). */
-  private waiting: (PendingSend | undefined)[] = [];
-  private head = 0;
+  /** Sends waiting for credit or a connection, in order. */
+  private waiting = new Fifo<PendingSend>();
   private readonly inflight = new Map<Delivery, PendingSend>();
   private readonly feedbackListeners = new Set<FeedbackListener>();
   private readonly life: ConnectionLifecycle;
@@ -82,19 +82,7 @@ export class ServiceClient extends EventEmitter {
 
   /** Messages waiting for a connection plus those awaiting the hub's answer. */
   get backlog(): number {
-    return this.waitingCount + this.inflight.size;
-  }
-
-  private get waitingCount(): number {
-    return this.waiting.length - this.head;
-  }
-
-  /** The waiting sends in order, and the queue emptied. */
-  private takeWaiting(): PendingSend[] {
-    const w = this.waiting.slice(this.head) as PendingSend[];
-    this.waiting = [];
-    this.head = 0;
-    return w;
+    return this.waiting.size + this.inflight.size;
   }
 
   private token(): { token: string; expiresAt: number } {
@@ -312,40 +300,32 @@ export class ServiceClient extends EventEmitter {
       }
     }
     this.inflight.clear();
-    this.waiting = [...again, ...this.takeWaiting()];
+    this.waiting = new Fifo([...again, ...this.waiting.takeAll()]);
     this.life.lost(err, () => this.connect());
     // Waiting for a key that will not start working would only delay the error.
     if (!this.life.closing && err.code === 'UNAUTHORIZED') this.failWaiting(err);
   }
 
   private failWaiting(err: IotHubError): void {
-    for (const p of this.takeWaiting()) p.reject(err);
+    for (const p of this.waiting.takeAll()) p.reject(err);
   }
 
   private drain(): void {
     const s = this.sender;
     if (!s || this.life.state !== 'connected') return;
-    while (this.head < this.waiting.length && s.sendable()) {
-      const p = this.waiting[this.head] as PendingSend;
-      this.waiting[this.head++] = undefined;
+    while (this.waiting.size > 0 && s.sendable()) {
+      const p = this.waiting.take() as PendingSend;
       // Format 0: the bytes are a standard AMQP message, encoded already.
       const delivery = s.send(encodeC2DMessage(p.deviceId, p.message), undefined, 0);
       p.attempts++;
       p.deadline = Date.now() + (this.o.sendTimeoutMs ?? 60_000);
       this.inflight.set(delivery, p);
     }
-    if (this.head === this.waiting.length) {
-      this.waiting = [];
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.waiting.length) {
-      this.waiting = this.waiting.slice(this.head);
-      this.head = 0;
-    }
   }
 
   private sweep(): void {
     const now = Date.now();
-    const first = this.waiting[this.head];
+    const first = this.waiting.peek();
     if (first && first.deadline <= now) {
       const keep: PendingSend[] = [];
       const waited = Math.round((this.o.pendingTimeoutMs ?? 30_000) / 1000);
@@ -354,11 +334,11 @@ export class ServiceClient extends EventEmitter {
         this.life.state === 'connected'
           ? new IotHubError('TIMEOUT', `the hub took no more messages for ${waited} s; the message was not sent`)
           : new IotHubError('NOT_CONNECTED', `not connected to the hub for ${waited} s; the message was not sent`);
-      for (const p of this.takeWaiting()) {
+      for (const p of this.waiting.takeAll()) {
         if (p.deadline <= now) p.reject(expired);
         else keep.push(p);
       }
-      this.waiting = keep;
+      this.waiting = new Fifo(keep);
     }
     // In send order, so deadlines only grow: stop at the first one still running (thousands may be in flight).
     for (const [d, p] of this.inflight) {
@@ -385,11 +365,11 @@ export class ServiceClient extends EventEmitter {
         ),
       );
     }
-    if (this.waitingCount >= (this.o.pendingLimit ?? 10_000)) {
+    if (this.waiting.size >= (this.o.pendingLimit ?? 10_000)) {
       return Promise.reject(
         new IotHubError(
           'NOT_CONNECTED',
-          `${this.waitingCount} messages are already waiting for the hub; this one was not sent`,
+          `${this.waiting.size} messages are already waiting for the hub; this one was not sent`,
         ),
       );
     }
